@@ -1,0 +1,175 @@
+"""RoCEv2 Congestion Notification Packets, as the C library builds them.
+
+``fill_cnp_template`` returns the reusable template (IP header without
+addresses, UDP, BTH with opcode 0x81 and BECN, 16 reserved bytes, ICRC
+space) starting at the IP header, like ``ctcm_fill_cnp_template`` fills an
+mbuf. ``generate_cnp`` fills addresses (optionally), the destination QPN,
+optionally the IPv4 header checksum (the C library leaves it to NIC offload)
+and the ICRC, into a copy or into a caller's buffer.
+
+:class:`CnpGenerator` is the hot-path form used by the pipeline: the CRC of
+the constant prefix is computed once per template.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+import zlib
+
+from . import constants as C
+from . import headers as H
+from .icrc import icrc
+from .packet import IPPROTO_UDP, OPCODE_CNP, ROCEV2_PORT, ipv4_checksum
+
+__all__ = ["fill_cnp_template", "generate_cnp", "CnpGenerator", "CNP_IPV4_LENGTH", "CNP_IPV6_LENGTH"]
+
+_L4_LEN = H.UDP.length + H.BTH.length + H.CNP_PAYLOAD.length + 4  # 40
+CNP_IPV4_LENGTH = H.IPV4.length + _L4_LEN  # 60
+CNP_IPV6_LENGTH = H.IPV6.length + _L4_LEN  # 80
+
+
+def fill_cnp_template(
+    ip_version: int = 4,
+    *,
+    tos: int = C.CNP_TOS,
+    ttl: int = C.CNP_TTL,
+    ip_id: int = 0,
+    df: bool = True,
+    sport: int = C.CNP_UDP_SPORT,
+    pkey: int = C.CNP_PKEY,
+    flow_label: int = 0,
+    src_ip=None,
+    dst_ip=None,
+) -> bytearray:
+    """A CNP template starting at the IP header (60 bytes IPv4, 80 IPv6).
+
+    Defaults are the C library's: TOS 0xC2 (DSCP 48, ECT(0)), DF, TTL 255,
+    UDP 0xF000 -> 4791 with checksum 0, BTH opcode 0x81, BECN 1, P_Key
+    0xFFFF, PSN 0, destination QPN 0, 16 zero bytes, ICRC 0. Addresses are
+    zero unless given; the IPv4 header checksum is 0.
+    """
+    udp = H.UDP.encode(sport=sport, dport=ROCEV2_PORT, length=_L4_LEN, checksum=0)
+    bth = H.BTH.encode(opcode=OPCODE_CNP, becn=1, pkey=pkey)
+    tail = udp + bth + bytes(H.CNP_PAYLOAD.length) + bytes(4)
+    if ip_version == 4:
+        ip = H.IPV4.encode(
+            version=4, ihl=5, dscp=tos >> 2, ecn=tos & 3, total_length=CNP_IPV4_LENGTH, id=ip_id,
+            flags=2 if df else 0, ttl=ttl, protocol=IPPROTO_UDP,
+        )
+    elif ip_version == 6:
+        ip = H.IPV6.encode(
+            version=6, traffic_class=tos, flow_label=flow_label, payload_length=_L4_LEN,
+            next_header=IPPROTO_UDP, hop_limit=ttl,
+        )
+    else:
+        raise ValueError(f"IP version must be 4 or 6, not {ip_version}")
+    buf = bytearray(ip + tail)
+    if src_ip is not None or dst_ip is not None:
+        _set_addresses(buf, src_ip, dst_ip)
+    return buf
+
+
+def _set_addresses(buf: bytearray, src_ip, dst_ip) -> None:
+    version = buf[0] >> 4
+    hdr = H.IPV4 if version == 4 else H.IPV6
+    for name, addr in (("src", src_ip), ("dst", dst_ip)):
+        if addr is None:
+            continue
+        a = addr if isinstance(addr, (bytes, bytearray)) else ipaddress.ip_address(addr).packed
+        if len(a) != hdr[name].width // 8:
+            raise ValueError(f"{hdr.name}.{name}: {addr!r} is not an IPv{version} address")
+        f = hdr[name]
+        buf[f.byte : f.byte + len(a)] = a
+
+
+def generate_cnp(
+    template,
+    dest_qpn: int,
+    *,
+    src_ip=None,
+    dst_ip=None,
+    ip_checksum: bool = False,
+    out: bytearray | None = None,
+) -> bytearray:
+    """Fill destination QPN (and addresses, checksum) and the ICRC.
+
+    Works on a copy of ``template`` unless ``out`` is given: then the template
+    is copied into ``out`` (which may be the template itself, like the C
+    function that edits the mbuf in place) and ``out`` is returned.
+    """
+    if not 0 <= dest_qpn <= 0xFFFFFF:
+        raise ValueError(f"BTH.dqpn: value {dest_qpn:#x} does not fit in 24 bits")
+    n = len(template)
+    if out is None:
+        buf = bytearray(template)
+    else:
+        if len(out) < n:
+            raise ValueError(f"output buffer of {len(out)} bytes is shorter than the {n}-byte template")
+        if out is not template:
+            out[:n] = template
+        buf = out
+    _set_addresses(buf, src_ip, dst_ip)
+    version = buf[0] >> 4
+    l4 = 20 if version == 4 else 40
+    bth = l4 + H.UDP.length
+    buf[bth + 5 : bth + 8] = dest_qpn.to_bytes(3, "big")
+    if version == 4:
+        buf[10:12] = b"\0\0"
+        if ip_checksum:
+            buf[10:12] = ipv4_checksum(bytes(buf[:20])).to_bytes(2, "big")
+    end = n - 4
+    struct.pack_into("<I", buf, end, icrc(buf, 0, end))
+    return buf
+
+
+class CnpGenerator:
+    """Per-template precomputation for many CNPs (the pipeline's hot path).
+
+    ``generate(src, dst, dqpn)`` takes packed addresses (4 or 16 bytes) and
+    returns the CNP from the IP header on, with the ICRC and, when
+    ``ip_checksum`` is set, the IPv4 header checksum.
+    """
+
+    def __init__(self, template=None, *, ip_version: int = 4, ip_checksum: bool = True):
+        t = bytes(template if template is not None else fill_cnp_template(ip_version))
+        self.template = t
+        self.version = t[0] >> 4
+        self.ip_checksum = ip_checksum and self.version == 4
+        ff8 = b"\xff" * 8
+        if self.version == 4:
+            a0, a1 = 12, 20
+            masked = bytearray(t[:12])
+            masked[1] = 0xFF
+            masked[8] = 0xFF
+            masked[10:12] = b"\xff\xff"
+            # Header checksum: one's-complement sum of the header without addresses.
+            words = struct.unpack("!6H", t[:10] + b"\0\0")
+            self._csum_base = sum(words)
+        else:
+            a0, a1 = 8, 40
+            masked = bytearray(t[:8])
+            masked[0] |= 0x0F
+            masked[1:4] = b"\xff\xff\xff"
+            masked[7] = 0xFF
+        self._a0 = a0
+        self._prefix = t[:a0]
+        self._crc0 = zlib.crc32(ff8 + bytes(masked))
+        udp = bytearray(t[a1 : a1 + 8])
+        udp[6:8] = b"\xff\xff"
+        bth = t[a1 + 8 : a1 + 20]
+        self._mid_masked = bytes(udp) + bth[:4] + b"\xff"
+        self._mid = t[a1 : a1 + 8] + bth[:5]
+        self._tail = bth[8:12] + t[a1 + 20 : len(t) - 4]
+
+    def generate(self, src: bytes, dst: bytes, dqpn: int) -> bytes:
+        q = dqpn.to_bytes(3, "big")
+        crc = zlib.crc32(self._mid_masked + q + self._tail, zlib.crc32(src + dst, self._crc0))
+        if self.ip_checksum:
+            s = self._csum_base + (src[0] << 8 | src[1]) + (src[2] << 8 | src[3]) + (dst[0] << 8 | dst[1]) + (dst[2] << 8 | dst[3])
+            s = (s & 0xFFFF) + (s >> 16)
+            s = (s & 0xFFFF) + (s >> 16)
+            prefix = self._prefix[:10] + (~s & 0xFFFF).to_bytes(2, "big")
+        else:
+            prefix = self._prefix
+        return prefix + src + dst + self._mid + q + self._tail + struct.pack("<I", crc)

@@ -1,0 +1,19 @@
+"""Constants shared by the model and the P4 program (one source).
+
+The P4 program's ``ctcm_constants.p4`` is generated from this module
+(``ctcm gen-p4-constants``) and a test checks the committed file is current,
+so the two cannot drift.
+"""
+
+# CNP template (the C library's ctcm_fill_cnp_template).
+CNP_TOS = 0xC2          # DSCP 48 (CS6) + ECT(0)
+CNP_TTL = 255
+CNP_UDP_SPORT = 0xF000
+CNP_PKEY = 0xFFFF
+
+# C library constants (libconntrack-cm.h).
+CTCM_UDP_LENGTH = 8
+CTCM_BTH_LENGTH = 12
+CTCM_ICRC_LENGTH = 4
+CTCM_CNP_LENGTH = 16
+CTCM_CNP_TOTAL_LENGTH = 32
