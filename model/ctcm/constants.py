@@ -17,3 +17,18 @@ CTCM_BTH_LENGTH = 12
 CTCM_ICRC_LENGTH = 4
 CTCM_CNP_LENGTH = 16
 CTCM_CNP_TOTAL_LENGTH = 32
+
+# Tracker, p4 table mode: BUCKETS x WAYS slots per table (see docs/tracker.md).
+# Bucket = CRC-32 (zlib.crc32 = v1model HashAlgorithm.crc32) of the key bytes,
+# low bits. Keys: ACTIVE = host comm ID (4 bytes); PASSIVE = remote IP as 16
+# bytes (IPv4-mapped ::ffff:a.b.c.d) + remote comm ID (4); FLOW = remote IP
+# (16) + remote QPN (3).
+ACTIVE_BUCKETS = 4096
+ACTIVE_WAYS = 2
+PASSIVE_BUCKETS = 4096
+PASSIVE_WAYS = 2
+FLOW_BUCKETS = 8192
+FLOW_WAYS = 2
+
+# TIMEWAIT duration on model time (µs).
+TIMEWAIT_US = 1_000_000

@@ -1,0 +1,213 @@
+"""Command line: ``ctcm track | decode | cnp ...``.
+
+Errors in inputs give one line on stderr and a non-zero exit status (1 for bad
+data, 2 for bad usage), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import sys
+
+from . import __version__
+from .pcapio import CaptureError, read_capture
+
+EXIT_DATA = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    pass
+
+
+def _ip_list(values) -> set[bytes]:
+    out = set()
+    for v in values or ():
+        try:
+            out.add(ipaddress.ip_address(v).packed)
+        except ValueError:
+            raise UsageError(f"--host-ip: {v!r} is not an IP address") from None
+    return out
+
+
+def _direction_rule(args, capture):
+    """Returns f(frame, iface) -> 'host' | 'net' | None."""
+    from .packet import classify
+
+    host_ips = _ip_list(args.host_ip)
+    host_ifaces = set()
+    for name in args.host_iface or ():
+        if name.isdigit():
+            host_ifaces.add(int(name))
+        elif name in capture.interfaces:
+            host_ifaces.add(capture.interfaces.index(name))
+        else:
+            raise UsageError(f"--host-iface: no interface {name!r} in {capture.path} (has {', '.join(capture.interfaces)})")
+    if not host_ips and not host_ifaces:
+        raise UsageError("say which side is the host: --host-ip IP (repeatable) or --host-iface NAME")
+
+    def rule(frame, iface):
+        if host_ifaces:
+            return "host" if iface in host_ifaces else "net"
+        p = classify(frame)
+        if p.l3 < 0 or len(frame) < p.l3 + 20:
+            return None
+        if p.ip_version == 4:
+            src, dst = frame[p.l3 + 12 : p.l3 + 16], frame[p.l3 + 16 : p.l3 + 20]
+        else:
+            src, dst = frame[p.l3 + 8 : p.l3 + 24], frame[p.l3 + 24 : p.l3 + 40]
+        if src in host_ips:
+            return "host"
+        if dst in host_ips:
+            return "net"
+        return None
+
+    return rule
+
+
+def cmd_track(args) -> int:
+    from .pipeline import Pipeline, PipelineConfig
+    from .packet import decode
+
+    cap = read_capture(args.capture)
+    rule = _direction_rule(args, cap)
+    cfg = PipelineConfig(port_pairs={1: 2}, mode=args.mode, cnp_interval_us=args.cnp_interval_us,
+                         **({"timewait_us": args.timewait_us} if args.timewait_us is not None else {}))
+    pipe = Pipeline(cfg)
+    t0 = cap.packets[0][0] if cap.packets else 0
+    events, undirected = [], 0
+    for i, (ts, iface, frame) in enumerate(cap.packets, 1):
+        side = rule(frame, iface)
+        if side is None:
+            undirected += 1
+            continue
+        outs = pipe.process(1 if side == "host" else 2, frame, ts - t0)
+        for ev in pipe.events:
+            rec = {"packet": i, "time_us": ts - t0, "side": side, "event": str(ev)}
+            events.append(rec)
+            if not args.json:
+                print(f"#{i:<6} {(ts - t0) / 1e6:12.6f}s {side:4} {ev}")
+        for port, cnp in outs[1:]:
+            rec = {"packet": i, "time_us": ts - t0, "side": side, "cnp": cnp.hex(), "summary": decode(cnp).summary()}
+            events.append(rec)
+            if not args.json:
+                print(f"#{i:<6} {(ts - t0) / 1e6:12.6f}s CNP  {rec['summary']}")
+    snap = pipe.snapshot()
+    snap["counters"]["undirected_packets"] = undirected
+    if args.json:
+        json.dump({"capture": args.capture, "events": events, **snap}, sys.stdout, indent=2, default=str)
+        print()
+        return 0
+    print()
+    conns = snap["connections"]
+    print(f"connections ({len(conns)}):")
+    if conns:
+        cols = list(conns[0].keys())
+        rows = [[str(c.get(k, "")) for k in cols] for c in conns]
+        widths = [max(len(k), *(len(r[j]) for r in rows)) for j, k in enumerate(cols)]
+        print("  " + "  ".join(k.ljust(w) for k, w in zip(cols, widths)))
+        for r in rows:
+            print("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)))
+    print(f"flows ({len(snap['flows'])}):")
+    for f in snap["flows"]:
+        print("  " + "  ".join(f"{k}={v}" for k, v in f.items()))
+    print("counters:")
+    for k, v in snap["counters"].items():
+        if v:
+            print(f"  {k} = {v}")
+    return 0
+
+
+def cmd_decode(args) -> int:
+    from .packet import decode
+
+    cap = read_capture(args.capture)
+    for i, (ts, iface, frame) in enumerate(cap.packets, 1):
+        d = decode(frame)
+        name = cap.interfaces[iface] if iface < len(cap.interfaces) else str(iface)
+        print(f"#{i:<6} {ts / 1e6:.6f} {name}: {d.summary()}")
+        if args.verbose:
+            for hdr, values in d.layers:
+                print(f"    {hdr.name}: " + ", ".join(f"{k}={v}" for k, v in hdr.format(values).items()
+                                                     if k != "private_data" or args.verbose > 1))
+    return 0
+
+
+def cmd_cnp(args) -> int:
+    from .cnp import fill_cnp_template, generate_cnp
+
+    try:
+        src, dst = ipaddress.ip_address(args.src), ipaddress.ip_address(args.dst)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if src.version != dst.version:
+        raise UsageError("--src and --dst must both be IPv4 or both IPv6")
+    try:
+        qpn = int(args.dqpn, 0)
+        t = fill_cnp_template(src.version, tos=args.tos, ttl=args.ttl, ip_id=args.ip_id, sport=args.sport)
+        out = generate_cnp(t, qpn, src_ip=str(src), dst_ip=str(dst), ip_checksum=args.ip_checksum)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    print(out.hex())
+    return 0
+
+
+def _int(s: str) -> int:
+    return int(s, 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="ctcm", description="RDMA CM connection tracking and RoCEv2 CNP reference model")
+    ap.add_argument("--version", action="version", version=f"ctcm {__version__}")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    t = sub.add_parser("track", help="run the pipeline model over a capture; print CM events and the connection table")
+    t.add_argument("capture", help="pcap or pcapng file (Ethernet)")
+    t.add_argument("--host-ip", action="append", metavar="IP", help="an address of the local host (repeatable)")
+    t.add_argument("--host-iface", action="append", metavar="NAME", help="pcapng interface (name or index) whose packets come from the host")
+    t.add_argument("--mode", choices=("ideal", "p4"), default="ideal", help="table mode (default ideal)")
+    t.add_argument("--timewait-us", type=_int, default=None, help="TIMEWAIT duration in µs of capture time")
+    t.add_argument("--cnp-interval-us", type=_int, default=0, help="CNP pacing interval per flow (0 = none)")
+    t.add_argument("--json", action="store_true", help="machine-readable output")
+    t.set_defaults(func=cmd_track)
+
+    d = sub.add_parser("decode", help="one-line decoded summary of every packet in a capture")
+    d.add_argument("capture")
+    d.add_argument("-v", "--verbose", action="count", default=0, help="print every field (-vv: with private data)")
+    d.set_defaults(func=cmd_decode)
+
+    c = sub.add_parser("cnp", help="print a CNP (from the IP header, hex)")
+    c.add_argument("--src", required=True, help="CNP source IP (the congested flow's destination)")
+    c.add_argument("--dst", required=True, help="CNP destination IP")
+    c.add_argument("--dqpn", required=True, help="destination QPN (e.g. 0xd2)")
+    c.add_argument("--tos", type=_int, default=0xC2)
+    c.add_argument("--ttl", type=_int, default=255)
+    c.add_argument("--ip-id", type=_int, default=0)
+    c.add_argument("--sport", type=_int, default=0xF000)
+    c.add_argument("--ip-checksum", action="store_true", help="fill the IPv4 header checksum (default 0, as the C library)")
+    c.set_defaults(func=cmd_cnp)
+
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as e:
+        print(f"ctcm {args.cmd}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except CaptureError as e:
+        print(f"ctcm {args.cmd}: {e}", file=sys.stderr)
+        return EXIT_DATA
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

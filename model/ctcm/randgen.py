@@ -1,0 +1,199 @@
+"""Randomised scenario generator: a seed and counts -> an interleaved stimulus.
+
+Every connection lives through: open (REQ, optionally MRA, REP, RTU, with
+losses and retransmissions), a data phase (RoCE data both ways, some CE
+marked), and a close (DREQ, DREP, from either side, sometimes both at once),
+or a reject (REJ of the REQ or of the REP, by either side). Connections start
+over the run so that at most ``concurrency`` are open at once. Non-RoCE and
+malformed packets are sprinkled in. Identical parameters give an identical
+stimulus (random.Random(seed) is the only source of randomness).
+"""
+
+from __future__ import annotations
+
+import heapq
+import ipaddress
+import random
+import struct
+from dataclasses import asdict, dataclass
+
+from .icrc import icrc
+from .scenario import Conn, Host, Stimulus, cm_frame, data_frame, malformed_frame, non_roce_frame
+
+__all__ = ["RandomParams", "generate"]
+
+
+@dataclass
+class RandomParams:
+    seed: int = 1
+    packets: int = 10_000          # stop once this many stimulus packets exist
+    connections: int = 100         # total connections over the run
+    concurrency: int = 20          # at most this many alive at once
+    loss: float = 0.02             # chance a CM message is lost (then retransmitted)
+    retransmit: float = 0.02       # chance a CM message is duplicated anyway
+    reject: float = 0.05           # chance a connection is rejected
+    mra: float = 0.05              # chance of an MRA before REP / RTU
+    ce_ratio: float = 0.01         # share of data packets marked CE
+    non_roce: float = 0.005        # share of non-RoCE packets
+    malformed: float = 0.001       # share of malformed packets
+    ipv6: float = 0.2              # share of IPv6 connections
+    data_per_conn: int = 0         # 0: spread packets evenly over connections
+    duration_us: int = 10_000_000  # the stimulus spans about this much time
+    ports: tuple = (1, 2)          # (host port, net port)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["ports"] = list(self.ports)
+        return d
+
+
+class _DataTemplate:
+    """A data frame of one connection/direction; PSN, ECN and ICRC patched per packet."""
+
+    def __init__(self, conn: Conn, side: str):
+        self.frame = bytearray(data_frame(conn, side, 0, False))
+        self.l3 = 18 if conn.vlan is not None else 14
+        self.v4 = conn.host.ip.version == 4
+        l4 = self.l3 + (20 if self.v4 else 40)
+        self.psn_off = l4 + 8 + 9
+        self.end = len(self.frame) - 4
+
+    def make(self, psn: int, ce: bool) -> bytes:
+        f = self.frame
+        f[self.psn_off : self.psn_off + 3] = (psn & 0xFFFFFF).to_bytes(3, "big")
+        if self.v4:
+            f[self.l3 + 1] = (26 << 2) | (3 if ce else 2)
+            # ECN is covered by the IPv4 header checksum: recompute it.
+            f[self.l3 + 10 : self.l3 + 12] = b"\0\0"
+            s = sum(struct.unpack_from("!10H", f, self.l3))
+            s = (s & 0xFFFF) + (s >> 16)
+            s = (s & 0xFFFF) + (s >> 16)
+            f[self.l3 + 10 : self.l3 + 12] = (~s & 0xFFFF).to_bytes(2, "big")
+        else:
+            tc = (26 << 2) | (3 if ce else 2)
+            f[self.l3] = 0x60 | tc >> 4
+            f[self.l3 + 1] = (tc & 0x0F) << 4 | (f[self.l3 + 1] & 0x0F)
+        struct.pack_into("<I", f, self.end, icrc(f, self.l3, self.end))
+        return bytes(f)
+
+
+def _conn(r: random.Random, i: int, host4, host6, p: RandomParams) -> Conn:
+    v6 = r.random() < p.ipv6
+    if v6:
+        hip = host6
+        pip = ipaddress.IPv6Address((0xFD00 << 112) | (2 << 64) | r.getrandbits(32))
+    else:
+        hip = host4
+        pip = ipaddress.IPv4Address((10 << 24) | (1 << 16) | r.randrange(1, 1 << 16))
+    host = Host("host", hip, "02:00:00:00:00:01", "host")
+    peer = Host(f"peer{i}", pip, "02:00:00:00:00:02", "net")
+    qpn = {"host": r.randrange(2, 1 << 24), "peer": r.randrange(2, 1 << 24)}
+    cid = {"host": r.getrandbits(32), "peer": r.getrandbits(32)}
+    psn = {"host": r.getrandbits(24), "peer": r.getrandbits(24)}
+    c = Conn(f"c{i}", host, peer, "host" if r.random() < 0.6 else "peer", qpn, cid, psn,
+             (0x0000000001 << 24 | 0x0106) << 16 | r.randrange(1024, 65536), None, i)
+    c.data_psn = dict(psn)
+    return c
+
+
+def _other(side):
+    return "peer" if side == "host" else "host"
+
+
+def generate(p: RandomParams, progress=None) -> list[Stimulus]:
+    """The stimulus for ``p`` (deterministic)."""
+    r = random.Random(p.seed)
+    host4 = ipaddress.IPv4Address("10.0.0.1")
+    host6 = ipaddress.IPv6Address("fd00::1")
+    port = {"host": p.ports[0], "peer": p.ports[1]}
+    out: list[Stimulus] = []
+    heap: list = []  # (time, seq, kind, payload)
+    seq = 0
+    per_conn = p.data_per_conn or max(1, int(p.packets * 0.95) // max(1, p.connections))
+    lifetime = max(1, p.duration_us * p.concurrency // max(1, p.connections))
+    rtt = 20
+
+    def push(t, kind, payload):
+        nonlocal seq
+        seq += 1
+        heapq.heappush(heap, (t, seq, kind, payload))
+
+    def cm(t, conn, msg, side, **ev):
+        """Queue a CM message with loss/retransmission; returns the time it is delivered."""
+        while r.random() < p.loss:  # lost before the wire: retransmitted after a timeout
+            t += 1000
+        push(t, "cm", (conn, msg, side, ev))
+        if r.random() < p.retransmit:
+            push(t + 500, "cm", (conn, msg, side, ev))
+        return t
+
+    started = 0
+    alive = 0
+
+    def start(t):
+        nonlocal started, alive
+        conn = _conn(r, started, host4, host6, p)
+        started += 1
+        alive += 1
+        o = conn.opener
+        a = _other(o)
+        t = cm(t, conn, "REQ", o)
+        if r.random() < p.reject:
+            rej_rep = r.random() < 0.5
+            if rej_rep:
+                t = cm(t + rtt, conn, "REP", a)
+                t = cm(t + rtt, conn, "REJ", o, rejected="REP")
+            else:
+                t = cm(t + rtt, conn, "REJ", a, rejected="REQ")
+            push(t + 1, "end", conn)
+            return
+        if r.random() < p.mra:
+            t = cm(t + rtt, conn, "MRA", a, mraed="REQ")
+        t = cm(t + rtt, conn, "REP", a)
+        if r.random() < p.mra:
+            t = cm(t + rtt, conn, "MRA", o, mraed="REP")
+        t = cm(t + rtt, conn, "RTU", o)
+        n = max(1, int(r.expovariate(1 / per_conn)))
+        span = max(1, int(r.uniform(0.5, 1.5) * lifetime))
+        tmpl = {"host": _DataTemplate(conn, "host"), "peer": _DataTemplate(conn, "peer")}
+        gap = max(1, span // n)
+        push(t + rtt, "data", (conn, tmpl, n, gap))
+        t_close = t + rtt + n * gap + rtt
+        closer = "host" if r.random() < 0.5 else "peer"
+        t2 = cm(t_close, conn, "DREQ", closer)
+        if r.random() < 0.05:  # simultaneous DREQs
+            cm(t_close + 1, conn, "DREQ", _other(closer))
+        t2 = cm(t2 + rtt, conn, "DREP", _other(closer))
+        push(t2 + 1, "end", conn)
+
+    t0 = 0
+    for _ in range(min(p.concurrency, p.connections)):
+        start(t0)
+        t0 += r.randrange(1, 1 + lifetime // max(1, p.concurrency))
+    while heap and len(out) < p.packets:
+        t, _, kind, payload = heapq.heappop(heap)
+        if kind == "cm":
+            conn, msg, side, ev = payload
+            out.append(Stimulus(t, port[side], cm_frame(conn, msg, side, ev)))
+        elif kind == "data":
+            conn, tmpl, n, gap = payload
+            side = "host" if r.random() < 0.5 else "peer"
+            psn = conn.data_psn[side]
+            conn.data_psn[side] = (psn + 1) & 0xFFFFFF
+            out.append(Stimulus(t, port[side], tmpl[side].make(psn, r.random() < p.ce_ratio)))
+            if n > 1:
+                push(t + gap, "data", (conn, tmpl, n - 1, gap))
+            x = r.random()
+            if x < p.non_roce:
+                out.append(Stimulus(t, port["host" if x < p.non_roce / 2 else "peer"],
+                                    non_roce_frame(r.choice(("arp", "ipv4-udp", "ipv4-tcp", "ipv6-icmp")), len(out))))
+            elif x < p.non_roce + p.malformed:
+                out.append(Stimulus(t, port["peer"], malformed_frame(
+                    r.choice(("truncated-cm", "bad-mad-version", "bad-ip-version", "udp-length")), conn, "peer")))
+        else:  # end
+            alive -= 1
+            if started < p.connections:
+                start(t + r.randrange(1, 100))
+        if progress is not None and len(out) % 10000 == 0:
+            progress(len(out))
+    return out

@@ -1,0 +1,508 @@
+"""Scenario files (YAML) -> timestamped stimulus frames.
+
+A scenario names hosts and CM connections and gives a timeline of events;
+:func:`compile_scenario` turns it into the stimulus: a list of
+:class:`Stimulus` (time µs, ingress port, frame bytes, note). The format is
+documented in docs/vectors.md. Invalid files raise :class:`ScenarioError`
+whose message names the file, the line and the problem.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+import yaml
+
+from . import headers as H
+from .packet import OPCODE_RC_SEND_ONLY, build_cm, build_roce, ip_cm_private_data
+
+__all__ = ["ScenarioError", "Stimulus", "Scenario", "load_scenario", "parse_scenario", "compile_scenario"]
+
+RDMA_CM_TCP_PS = 0x0106
+
+
+class ScenarioError(Exception):
+    """One-line message: ``FILE:LINE: problem``."""
+
+
+class _Map(dict):
+    line = 0
+
+
+class _Seq(list):
+    line = 0
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _map(loader, node):
+    m = _Map(loader.construct_pairs(node, deep=True))
+    m.line = node.start_mark.line + 1
+    keys = [loader.construct_object(k) for k, _ in node.value]
+    if len(keys) != len(set(map(str, keys))):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise ScenarioError(f"line {node.start_mark.line + 1}: duplicate key {dup!r}")
+    return m
+
+
+def _seq(loader, node):
+    s = _Seq(loader.construct_sequence(node, deep=True))
+    s.line = node.start_mark.line + 1
+    return s
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _map)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _seq)
+
+
+@dataclass
+class Stimulus:
+    t_us: int
+    port: int
+    frame: bytes
+    note: str = ""
+
+
+@dataclass
+class Host:
+    name: str
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address
+    mac: str
+    side: str  # "host" or "net"
+
+
+@dataclass
+class Conn:
+    name: str
+    host: Host
+    peer: Host
+    opener: str  # "host" or "peer"
+    qpn: dict  # side -> QPN
+    comm_id: dict
+    psn: dict
+    service_id: int
+    vlan: int | None
+    index: int
+    data_psn: dict = field(default_factory=dict)
+    tid: int = 0
+
+
+@dataclass
+class Scenario:
+    name: str
+    description: str
+    path: str
+    options: dict
+    ports: dict  # {"host": int, "net": int}
+    hosts: dict
+    conns: dict
+    timeline: list
+
+
+# --- loading and validation ---------------------------------------------------
+
+class _Ctx:
+    def __init__(self, path):
+        self.path = path
+
+    def err(self, node, msg):
+        line = getattr(node, "line", 0)
+        where = f"{self.path}:{line}" if line else self.path
+        return ScenarioError(f"{where}: {msg}")
+
+    def req(self, m, key, kind, node=None):
+        if not isinstance(m, dict) or key not in m:
+            raise self.err(node if node is not None else m, f"missing {key!r}")
+        return self.typed(m, key, kind)
+
+    def typed(self, m, key, kind, default=None):
+        if key not in m:
+            return default
+        v = m[key]
+        if kind is int and (isinstance(v, bool) or not isinstance(v, int)):
+            raise self.err(m, f"{key!r} must be an integer, got {v!r}")
+        if kind is str and not isinstance(v, str):
+            raise self.err(m, f"{key!r} must be a string, got {v!r}")
+        if kind is bool and not isinstance(v, bool):
+            raise self.err(m, f"{key!r} must be true or false, got {v!r}")
+        if kind is dict and not isinstance(v, dict):
+            raise self.err(m, f"{key!r} must be a mapping")
+        if kind is list and not isinstance(v, list):
+            raise self.err(m, f"{key!r} must be a list")
+        return v
+
+    def only(self, m, allowed):
+        extra = [k for k in m if k not in allowed]
+        if extra:
+            raise self.err(m, f"unknown field {extra[0]!r} (allowed: {', '.join(sorted(allowed))})")
+
+
+def load_scenario(path: str) -> Scenario:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ScenarioError(f"{path}: {e.strerror or e}") from None
+    return parse_scenario(text, path)
+
+
+def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
+    ctx = _Ctx(path)
+    try:
+        doc = yaml.load(text, Loader=_Loader)
+    except ScenarioError as e:
+        raise ScenarioError(f"{path}:{str(e)[5:]}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ScenarioError(f"{path}{line}: invalid YAML: {problem}") from None
+    if not isinstance(doc, dict):
+        raise ScenarioError(f"{path}: a scenario is a YAML mapping")
+    ctx.only(doc, {"name", "description", "options", "ports", "hosts", "connections", "timeline"})
+    name = ctx.req(doc, "name", str)
+    options = ctx.typed(doc, "options", dict, _Map())
+    ctx.only(options, {"mode", "geometry", "timewait_us", "cnp_interval_us"})
+    if options.get("mode", "ideal") not in ("ideal", "p4"):
+        raise ctx.err(options, f"mode must be ideal or p4, not {options.get('mode')!r}")
+    for k in ("timewait_us", "cnp_interval_us"):
+        if k in options and (ctx.typed(options, k, int) < 0):
+            raise ctx.err(options, f"{k} must be >= 0")
+    if "geometry" in options:
+        ctx.typed(options, "geometry", dict)
+    ports = ctx.typed(doc, "ports", dict, _Map({"host": 1, "net": 2}))
+    ctx.only(ports, {"host", "net"})
+    ports = {"host": ctx.typed(ports, "host", int, 1), "net": ctx.typed(ports, "net", int, 2)}
+    if ports["host"] == ports["net"]:
+        raise ctx.err(doc.get("ports"), "host and net ports must differ")
+
+    hosts = {}
+    hmap = ctx.req(doc, "hosts", dict)
+    for hname, h in hmap.items():
+        if not isinstance(h, dict):
+            raise ctx.err(hmap, f"host {hname!r} must be a mapping")
+        ctx.only(h, {"ip", "mac", "side"})
+        try:
+            ip = ipaddress.ip_address(ctx.req(h, "ip", str))
+        except ValueError:
+            raise ctx.err(h, f"host {hname!r}: {h['ip']!r} is not an IP address") from None
+        mac = ctx.typed(h, "mac", str, f"02:00:00:00:00:{len(hosts) + 1:02x}")
+        if len(mac.replace(":", "").replace("-", "")) != 12:
+            raise ctx.err(h, f"host {hname!r}: bad MAC {mac!r}")
+        side = ctx.req(h, "side", str)
+        if side not in ("host", "net"):
+            raise ctx.err(h, f"host {hname!r}: side must be host or net")
+        hosts[hname] = Host(str(hname), ip, mac, side)
+
+    conns = {}
+    cmap = ctx.typed(doc, "connections", dict, _Map())
+    for i, (cname, c) in enumerate(cmap.items()):
+        if not isinstance(c, dict):
+            raise ctx.err(cmap, f"connection {cname!r} must be a mapping")
+        ctx.only(c, {"host", "peer", "opener", "host_qpn", "peer_qpn", "host_comm_id", "peer_comm_id",
+                     "host_psn", "peer_psn", "service_id", "vlan"})
+        hh = hosts.get(ctx.req(c, "host", str))
+        pp = hosts.get(ctx.req(c, "peer", str))
+        if hh is None or hh.side != "host":
+            raise ctx.err(c, f"connection {cname!r}: 'host' must name a host with side: host")
+        if pp is None or pp.side != "net":
+            raise ctx.err(c, f"connection {cname!r}: 'peer' must name a host with side: net")
+        if hh.ip.version != pp.ip.version:
+            raise ctx.err(c, f"connection {cname!r}: host and peer IP versions differ")
+        opener = ctx.typed(c, "opener", str, "host")
+        if opener not in ("host", "peer"):
+            raise ctx.err(c, f"connection {cname!r}: opener must be host or peer")
+        vals = {}
+        for k, width in (("host_qpn", 24), ("peer_qpn", 24), ("host_comm_id", 32), ("peer_comm_id", 32),
+                         ("host_psn", 24), ("peer_psn", 24)):
+            default = {"host_psn": 0, "peer_psn": 0}.get(k)
+            v = ctx.typed(c, k, int, default) if default is not None else ctx.req(c, k, int)
+            if not 0 <= v < (1 << width):
+                raise ctx.err(c, f"connection {cname!r}: {k} {v:#x} does not fit in {width} bits")
+            vals[k] = v
+        service_id = ctx.typed(c, "service_id", int, (0x0000000001 << 24 | RDMA_CM_TCP_PS) << 16 | 4791)
+        vlan = ctx.typed(c, "vlan", int, None)
+        if vlan is not None and not 0 <= vlan < 4096:
+            raise ctx.err(c, f"connection {cname!r}: vlan {vlan} out of range")
+        conns[cname] = Conn(
+            str(cname), hh, pp, opener,
+            {"host": vals["host_qpn"], "peer": vals["peer_qpn"]},
+            {"host": vals["host_comm_id"], "peer": vals["peer_comm_id"]},
+            {"host": vals["host_psn"], "peer": vals["peer_psn"]},
+            service_id, vlan, i,
+        )
+        conns[cname].data_psn = dict(conns[cname].psn)
+
+    timeline = ctx.req(doc, "timeline", list)
+    t_prev = 0
+    for ev in timeline:
+        if not isinstance(ev, dict):
+            raise ctx.err(timeline, f"timeline entries are mappings, got {ev!r}")
+        t = ctx.req(ev, "t", int)
+        if t < t_prev:
+            raise ctx.err(ev, f"time {t} goes backwards (previous event at {t_prev})")
+        t_prev = t
+        actions = [k for k in ("cm", "data", "raw", "non_roce", "malformed", "checkpoint") if k in ev]
+        if len(actions) != 1:
+            raise ctx.err(ev, "each event has exactly one of cm, data, raw, non_roce, malformed, checkpoint")
+        _validate_event(ctx, ev, actions[0], conns)
+    return Scenario(name, doc.get("description", ""), path, dict(options), ports, hosts, conns, timeline)
+
+
+_EVENT_FIELDS = {
+    "cm": {"from", "conn", "mraed", "rejected", "reason", "bad_icrc", "drop", "note", "service_timeout"},
+    "data": {"from", "count", "gap_us", "ce", "opcode", "payload_len", "note", "dqpn"},
+    "raw": {"port", "note"},
+    "non_roce": {"port", "note"},
+    "malformed": {"conn", "from", "note"},
+    "checkpoint": {"note"},
+}
+_MALFORMED_KINDS = ("truncated-cm", "bad-mad-version", "bad-ip-version", "udp-length", "short-ethernet")
+_NON_ROCE_KINDS = ("arp", "ipv4-udp", "ipv4-tcp", "ipv6-icmp")
+
+
+def _validate_event(ctx, ev, action, conns):
+    ctx.only(ev, {"t", action} | _EVENT_FIELDS[action])
+    if action == "cm":
+        msg = ctx.typed(ev, "cm", str)
+        if msg not in ("REQ", "MRA", "REJ", "REP", "RTU", "DREQ", "DREP"):
+            raise ctx.err(ev, f"unknown CM message {msg!r}")
+        if ctx.req(ev, "conn", str) not in conns:
+            raise ctx.err(ev, f"unknown connection {ev['conn']!r}")
+        if "from" in ev and ev["from"] not in ("host", "peer"):
+            raise ctx.err(ev, "'from' must be host or peer")
+        if msg in ("MRA", "REJ", "DREQ", "DREP") and "from" not in ev:
+            raise ctx.err(ev, f"{msg} needs 'from: host' or 'from: peer'")
+        if msg == "MRA" and ev.get("mraed", "REQ") not in ("REQ", "REP", "LAP"):
+            raise ctx.err(ev, "mraed must be REQ, REP or LAP")
+        if msg == "REJ" and ev.get("rejected", "REQ") not in ("REQ", "REP", "OTHER"):
+            raise ctx.err(ev, "rejected must be REQ, REP or OTHER")
+        for k in ("bad_icrc", "drop"):
+            ctx.typed(ev, k, bool)
+    elif action == "data":
+        if ctx.typed(ev, "data", str) not in conns:
+            raise ctx.err(ev, f"unknown connection {ev['data']!r}")
+        if ev.get("from", "host") not in ("host", "peer"):
+            raise ctx.err(ev, "'from' must be host or peer")
+        if ctx.typed(ev, "count", int, 1) < 1:
+            raise ctx.err(ev, "count must be >= 1")
+        ctx.typed(ev, "gap_us", int)
+        ctx.typed(ev, "ce", bool)
+    elif action == "raw":
+        try:
+            bytes.fromhex(ctx.typed(ev, "raw", str))
+        except ValueError:
+            raise ctx.err(ev, "raw must be hex bytes") from None
+        if ev.get("port", "host") not in ("host", "net"):
+            raise ctx.err(ev, "port must be host or net")
+    elif action == "non_roce":
+        if ev["non_roce"] not in _NON_ROCE_KINDS:
+            raise ctx.err(ev, f"non_roce must be one of {', '.join(_NON_ROCE_KINDS)}")
+        if ev.get("port", "host") not in ("host", "net"):
+            raise ctx.err(ev, "port must be host or net")
+    elif action == "malformed":
+        if ev["malformed"] not in _MALFORMED_KINDS:
+            raise ctx.err(ev, f"malformed must be one of {', '.join(_MALFORMED_KINDS)}")
+        if ctx.req(ev, "conn", str) not in conns:
+            raise ctx.err(ev, f"unknown connection {ev['conn']!r}")
+    elif action == "checkpoint":
+        ctx.typed(ev, "checkpoint", str)
+
+
+# --- compiling to frames -------------------------------------------------------
+
+def _endpoints(conn: Conn, side: str):
+    """(src Host, dst Host) for a message sent by ``side`` ('host'/'peer')."""
+    return (conn.host, conn.peer) if side == "host" else (conn.peer, conn.host)
+
+
+def _other(side):
+    return "peer" if side == "host" else "host"
+
+
+def _gid(ip) -> bytes:
+    return (b"\0" * 10 + b"\xff\xff" + ip.packed) if ip.version == 4 else ip.packed
+
+
+def cm_frame(conn: Conn, msg: str, side: str, ev: dict | None = None, tid: int | None = None) -> bytes:
+    """The CM MAD ``msg`` of connection ``conn`` sent by ``side``."""
+    ev = ev or {}
+    src, dst = _endpoints(conn, side)
+    other = _other(side)
+    me, you = conn.comm_id[side], conn.comm_id[other]
+    if msg == "REQ":
+        fields = {
+            "local_comm_id": me, "service_id": conn.service_id, "local_qpn": conn.qpn[side],
+            "starting_psn": conn.psn[side], "pkey": 0xFFFF, "path_mtu": 5, "retry_count": 7,
+            "rnr_retry_count": 7, "max_cm_retries": 15, "local_cm_response_timeout": 20,
+            "remote_cm_response_timeout": 20, "responder_resources": 16, "initiator_depth": 16,
+            "primary_local_gid": _gid(src.ip), "primary_remote_gid": _gid(dst.ip),
+            "primary_local_lid": 0xFFFF, "primary_remote_lid": 0xFFFF, "primary_hop_limit": 64,
+            "primary_subnet_local": 1, "primary_local_ack_timeout": 14, "primary_packet_rate": 3,
+            "private_data": ip_cm_private_data(src.ip, dst.ip, 0xC000 + conn.index % 0x3FFF),
+        }
+    elif msg == "REP":
+        fields = {"local_comm_id": me, "remote_comm_id": you, "local_qpn": conn.qpn[side],
+                  "starting_psn": conn.psn[side], "responder_resources": 16, "initiator_depth": 16,
+                  "target_ack_delay": 15, "rnr_retry_count": 7, "failover_accepted": 0}
+    elif msg == "MRA":
+        fields = {"local_comm_id": me, "remote_comm_id": you,
+                  "message_mraed": {"REQ": 0, "REP": 1, "LAP": 2}[ev.get("mraed", "REQ")],
+                  "service_timeout": ev.get("service_timeout", 20)}
+    elif msg == "REJ":
+        rej = ev.get("rejected", "REQ")
+        # Rejecting a REQ: the rejecter's own comm ID may not be known to the
+        # other side yet; IBTA lets it be any value, the remote ID is the REQ's.
+        fields = {"local_comm_id": me, "remote_comm_id": you,
+                  "message_rejected": {"REQ": 0, "REP": 1, "OTHER": 2}[rej], "reason": ev.get("reason", 28)}
+    elif msg == "DREQ":
+        fields = {"local_comm_id": me, "remote_comm_id": you, "remote_qpn": conn.qpn[other]}
+    else:  # RTU, DREP
+        fields = {"local_comm_id": me, "remote_comm_id": you}
+    if tid is None:
+        tid = (conn.index + 1) << 32 | H.CM_ATTR_IDS[msg] << 16
+    return build_cm(msg, src.ip, dst.ip, fields, tid=tid, src_mac=src.mac, dst_mac=dst.mac, vlan=conn.vlan,
+                    sport=0xC000 | (conn.index & 0x3FFF), ecn=0,
+                    **({"icrc_value": 0xBADC0DE5} if ev.get("bad_icrc") else {}))
+
+
+def data_frame(conn: Conn, side: str, psn: int, ce: bool, opcode: int = OPCODE_RC_SEND_ONLY,
+               payload_len: int = 64, dqpn: int | None = None) -> bytes:
+    src, dst = _endpoints(conn, side)
+    payload = bytes((psn + i) & 0xFF for i in range(payload_len))
+    return build_roce(src.ip, dst.ip, {"opcode": opcode, "dqpn": conn.qpn[_other(side)] if dqpn is None else dqpn,
+                                        "psn": psn & 0xFFFFFF, "ackreq": 1},
+                      payload, src_mac=src.mac, dst_mac=dst.mac, vlan=conn.vlan, dscp=26,
+                      ecn=3 if ce else 2, sport=0xC000 | (conn.index & 0x3FFF))
+
+
+def non_roce_frame(kind: str, index: int) -> bytes:
+    mac_a, mac_b = bytes.fromhex("020000000aaa"), bytes.fromhex("020000000bbb")
+    if kind == "arp":
+        body = bytes.fromhex("0001080006040001") + mac_a + bytes([10, 0, 0, 1]) + bytes(6) + bytes([10, 0, 0, 2])
+        return mac_b[:0] + b"\xff" * 6 + mac_a + b"\x08\x06" + body + bytes(18)
+    if kind == "ipv4-udp":
+        # A UDP datagram to port 4789 (VXLAN), which must not be taken for RoCE.
+        from .packet import ipv4_checksum
+        udp = H.UDP.encode(sport=1000 + index, dport=4789, length=8 + 32)
+        ip = bytearray(H.IPV4.encode(version=4, ihl=5, total_length=20 + 40, ttl=64, protocol=17,
+                                     src="10.9.9.1", dst="10.9.9.2", flags=2))
+        ip[10:12] = ipv4_checksum(ip).to_bytes(2, "big")
+        return mac_b + mac_a + b"\x08\x00" + bytes(ip) + udp + bytes(32)
+    if kind == "ipv4-tcp":
+        from .packet import ipv4_checksum
+        ip = bytearray(H.IPV4.encode(version=4, ihl=5, total_length=40, ttl=64, protocol=6,
+                                     src="10.9.9.1", dst="10.9.9.2", flags=2))
+        ip[10:12] = ipv4_checksum(ip).to_bytes(2, "big")
+        tcp = (4791).to_bytes(2, "big") + (4791).to_bytes(2, "big") + bytes(8) + b"\x50\x02\xff\xff" + bytes(4)
+        return mac_b + mac_a + b"\x08\x00" + bytes(ip) + tcp + bytes(6)
+    # ipv6-icmp: an ICMPv6 echo request (checksum not checked by anyone here)
+    ip6 = H.IPV6.encode(version=6, payload_length=8, next_header=58, hop_limit=64, src="fd00::1", dst="fd00::2")
+    return mac_b + mac_a + b"\x86\xdd" + ip6 + bytes([128, 0, 0, 0, 0, 1, 0, index & 0xFF])
+
+
+def malformed_frame(kind: str, conn: Conn, side: str) -> bytes:
+    good = bytearray(cm_frame(conn, "RTU", side))
+    vl = 4 if conn.vlan is not None else 0
+    l3 = 14 + vl
+    if kind == "truncated-cm":
+        return bytes(good[: len(good) - 100])
+    if kind == "bad-mad-version":
+        ipl = 20 if conn.host.ip.version == 4 else 40
+        mad = l3 + ipl + 8 + 12 + 8
+        good[mad] = 2
+        return bytes(good)  # the ICRC is now wrong too, but the version check comes first
+    if kind == "bad-ip-version":
+        good[l3] = (5 << 4) | (good[l3] & 0x0F)
+        return bytes(good)
+    if kind == "udp-length":
+        ipl = 20 if conn.host.ip.version == 4 else 40
+        l4 = l3 + ipl
+        good[l4 + 4 : l4 + 6] = (0xFFFF).to_bytes(2, "big")
+        return bytes(good)
+    return bytes(good[:10])  # short-ethernet
+
+
+def compile_scenario(sc: Scenario) -> tuple[list[Stimulus], dict[int, str]]:
+    """Stimulus frames and checkpoints {index of last stimulus before it: name}."""
+    out: list[Stimulus] = []
+    checkpoints: dict[int, str] = {}
+    port_of = {"host": sc.ports["host"], "peer": sc.ports["net"], "net": sc.ports["net"]}
+    for ev in sc.timeline:
+        t = ev["t"]
+        note = ev.get("note", "")
+        if "cm" in ev:
+            conn = sc.conns[ev["conn"]]
+            msg = ev["cm"]
+            side = ev.get("from") or _default_sender(conn, msg)
+            if ev.get("drop"):
+                continue
+            out.append(Stimulus(t, port_of[side], cm_frame(conn, msg, side, ev), note))
+        elif "data" in ev:
+            conn = sc.conns[ev["data"]]
+            side = ev.get("from", "host")
+            gap = ev.get("gap_us", 1)
+            for k in range(ev.get("count", 1)):
+                psn = conn.data_psn[side]
+                conn.data_psn[side] = (psn + 1) & 0xFFFFFF
+                out.append(Stimulus(t + k * gap, port_of[side], data_frame(
+                    conn, side, psn, bool(ev.get("ce")), ev.get("opcode", OPCODE_RC_SEND_ONLY),
+                    ev.get("payload_len", 64), ev.get("dqpn")), note))
+        elif "raw" in ev:
+            out.append(Stimulus(t, port_of[ev.get("port", "host")], bytes.fromhex(ev["raw"]), note))
+        elif "non_roce" in ev:
+            out.append(Stimulus(t, port_of[ev.get("port", "host")], non_roce_frame(ev["non_roce"], len(out)), note))
+        elif "malformed" in ev:
+            conn = sc.conns[ev["conn"]]
+            side = ev.get("from", "peer")
+            out.append(Stimulus(t, port_of[side], malformed_frame(ev["malformed"], conn, side), note))
+        elif "checkpoint" in ev:
+            checkpoints[len(out)] = ev["checkpoint"]
+    return out, checkpoints
+
+
+def _default_sender(conn: Conn, msg: str) -> str:
+    if msg in ("REQ", "RTU"):
+        return conn.opener
+    return _other(conn.opener)  # REP
+
+
+def load_scenario_or_random(path: str):
+    """A :class:`Scenario`, or for a file with a ``random:`` block the tuple
+    (name, description, options, RandomParams)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ScenarioError(f"{path}: {e.strerror or e}") from None
+    try:
+        doc = yaml.load(text, Loader=_Loader)
+    except (yaml.YAMLError, ScenarioError):
+        return parse_scenario(text, path)  # gives the located message
+    if not (isinstance(doc, dict) and "random" in doc):
+        return parse_scenario(text, path)
+    from dataclasses import fields as dc_fields
+
+    from .randgen import RandomParams
+
+    ctx = _Ctx(path)
+    ctx.only(doc, {"name", "description", "options", "random"})
+    name = ctx.req(doc, "name", str)
+    options = ctx.typed(doc, "options", dict, _Map())
+    ctx.only(options, {"mode", "geometry", "timewait_us", "cnp_interval_us"})
+    rnd = ctx.typed(doc, "random", dict)
+    known = {f.name: f.type for f in dc_fields(RandomParams)}
+    ctx.only(rnd, set(known))
+    kw = {}
+    for k, v in rnd.items():
+        if k == "ports":
+            if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) for x in v)):
+                raise ctx.err(rnd, "ports must be [host port, net port]")
+            v = tuple(v)
+        elif isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ctx.err(rnd, f"{k!r} must be a number, got {v!r}")
+        kw[k] = v
+    return name, doc.get("description", ""), dict(options), RandomParams(**kw)
