@@ -2,9 +2,10 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+CTCM   := $(VENV)/bin/ctcm
 STAMP  := $(VENV)/.installed
 
-.PHONY: all setup test vectors bench clean
+.PHONY: all setup test vectors docs bench soak clean
 
 all: vectors
 
@@ -16,8 +17,24 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The main job: regenerate the committed golden vectors (byte-identical).
+vectors: $(STAMP)
+	$(CTCM) vectors --quiet --out vectors vectors/scenarios/*.yaml
+	@echo "vectors/ regenerated from vectors/scenarios/ ($$(ls vectors/scenarios/*.yaml | wc -l) scenarios)"
+
+# State diagram and transition table, generated from ctcm.tracker.TRANSITIONS.
+docs: $(STAMP)
+	$(PY) -m ctcm.tracker --dot > docs/state-machine.dot
+	dot -Tsvg docs/state-machine.dot -o docs/state-machine.svg
+
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) bench/bench.py --out BENCHMARKS.md
+
+soak: $(STAMP)
+	$(PY) bench/soak.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info model/*.egg-info .pytest_cache

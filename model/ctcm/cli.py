@@ -13,6 +13,7 @@ import sys
 
 from . import __version__
 from .pcapio import CaptureError, read_capture
+from .scenario import ScenarioError
 
 EXIT_DATA = 1
 EXIT_USAGE = 2
@@ -189,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--ip-checksum", action="store_true", help="fill the IPv4 header checksum (default 0, as the C library)")
     c.set_defaults(func=cmd_cnp)
 
+    from .vectors import add_cli_commands
+
+    add_cli_commands(sub)
     return ap
 
 
@@ -200,11 +204,14 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"ctcm {args.cmd}: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except CaptureError as e:
+    except (CaptureError, ScenarioError) as e:
         print(f"ctcm {args.cmd}: {e}", file=sys.stderr)
         return EXIT_DATA
     except BrokenPipeError:
         return 0
+    except OSError as e:  # output directory not writable, disk full...
+        print(f"ctcm {args.cmd}: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        return EXIT_DATA
     except KeyboardInterrupt:
         return 130
 

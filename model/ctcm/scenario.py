@@ -171,8 +171,7 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
     for k in ("timewait_us", "cnp_interval_us"):
         if k in options and (ctx.typed(options, k, int) < 0):
             raise ctx.err(options, f"{k} must be >= 0")
-    if "geometry" in options:
-        ctx.typed(options, "geometry", dict)
+    _check_geometry(ctx, options)
     ports = ctx.typed(doc, "ports", dict, _Map({"host": 1, "net": 2}))
     ctx.only(ports, {"host", "net"})
     ports = {"host": ctx.typed(ports, "host", int, 1), "net": ctx.typed(ports, "net", int, 2)}
@@ -249,7 +248,33 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
         if len(actions) != 1:
             raise ctx.err(ev, "each event has exactly one of cm, data, raw, non_roce, malformed, checkpoint")
         _validate_event(ctx, ev, actions[0], conns)
-    return Scenario(name, doc.get("description", ""), path, dict(options), ports, hosts, conns, timeline)
+    return Scenario(name, doc.get("description", ""), path, _plain(options), ports, hosts, conns, timeline)
+
+
+def _plain(x):
+    """Plain dicts/lists (no line-number subclasses) for writing back out."""
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_plain(v) for v in x]
+    return x
+
+
+def _check_geometry(ctx, options):
+    if "geometry" not in options:
+        return
+    g = ctx.typed(options, "geometry", dict)
+    from dataclasses import fields as dc_fields
+
+    from .tracker import Geometry
+
+    ctx.only(g, {f.name for f in dc_fields(Geometry)})
+    for k in g:
+        ctx.typed(g, k, int)
+    try:
+        Geometry(**g)
+    except ValueError as e:
+        raise ctx.err(g, f"geometry: {e}") from None
 
 
 _EVENT_FIELDS = {
@@ -493,6 +518,7 @@ def load_scenario_or_random(path: str):
     name = ctx.req(doc, "name", str)
     options = ctx.typed(doc, "options", dict, _Map())
     ctx.only(options, {"mode", "geometry", "timewait_us", "cnp_interval_us"})
+    _check_geometry(ctx, options)
     rnd = ctx.typed(doc, "random", dict)
     known = {f.name: f.type for f in dc_fields(RandomParams)}
     ctx.only(rnd, set(known))
@@ -505,4 +531,4 @@ def load_scenario_or_random(path: str):
         elif isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ctx.err(rnd, f"{k!r} must be a number, got {v!r}")
         kw[k] = v
-    return name, doc.get("description", ""), dict(options), RandomParams(**kw)
+    return name, doc.get("description", ""), _plain(options), RandomParams(**kw)
