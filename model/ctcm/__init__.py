@@ -14,7 +14,13 @@ from .packet import (
     ip_cm_private_data,
 )
 
+from .tracker import FROM_HOST, FROM_NET, Direction, Geometry, State, Tracker, create, destroy
+from .pipeline import Pipeline, PipelineConfig
+
 __version__ = "0.1.0"
+
+CTCM_FROM_HOST = FROM_HOST
+CTCM_FROM_NET = FROM_NET
 
 
 def parse_packets(packets) -> list[Parsed]:
@@ -27,6 +33,28 @@ def parse_packets(packets) -> list[Parsed]:
 def ctcm_parse_packets(ctx, packets) -> list[Parsed]:
     """``ctcm_parse_packets(ctx, packets)``: ``ctx`` is accepted for parity and unused."""
     return parse_packets(packets)
+
+
+def ctcm_create(**kw) -> Tracker:
+    """``ctcm_create()``: a new tracker (keyword options as :class:`Tracker`)."""
+    return Tracker(**kw)
+
+
+def ctcm_destroy(ctx: Tracker) -> None:
+    """``ctcm_destroy(ctx)``."""
+    ctx.close()
+
+
+def ctcm_process_packets(ctx: Tracker, direction, packets, num_packets: int | None = None, now_us: int = 0) -> int:
+    """``ctcm_process_packets(ctx, dir, packets, num_packets)``: returns CM messages processed."""
+    if num_packets is not None:
+        packets = list(packets)[:num_packets]
+    return ctx.process_packets(direction, packets, now_us)
+
+
+def ctcm_query_ipv4(ctx: Tracker, dest_ip, dqpn: int) -> int:
+    """``ctcm_query_ipv4(ctx, dest_ip, dqpn)``: local QPN, 0 when unknown."""
+    return ctx.query_ipv4(dest_ip, dqpn)
 
 
 def ctcm_fill_cnp_template(ctx=None, buf: bytearray | None = None, **template_kw) -> bytearray:
@@ -50,4 +78,7 @@ __all__ = [
     "build_cm", "build_roce", "classify", "decode", "ip_cm_private_data", "parse_packets",
     "fill_cnp_template", "generate_cnp", "icrc", "icrc_bytes", "verify_icrc",
     "ctcm_parse_packets", "ctcm_fill_cnp_template", "ctcm_generate_cnp",
+    "ctcm_create", "ctcm_destroy", "ctcm_process_packets", "ctcm_query_ipv4", "CTCM_FROM_HOST", "CTCM_FROM_NET",
+    "FROM_HOST", "FROM_NET", "Direction", "Geometry", "State", "Tracker", "create", "destroy",
+    "Pipeline", "PipelineConfig",
 ]
