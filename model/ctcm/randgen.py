@@ -18,7 +18,7 @@ import struct
 from dataclasses import asdict, dataclass
 
 from .icrc import icrc
-from .scenario import Conn, Host, Stimulus, cm_frame, data_frame, malformed_frame, non_roce_frame
+from .scenario import RDMA_IP_PS_TCP, Conn, Host, Stimulus, cm_frame, data_frame, malformed_frame, non_roce_frame
 
 __all__ = ["RandomParams", "generate"]
 
@@ -91,7 +91,7 @@ def _conn(r: random.Random, i: int, host4, host6, p: RandomParams) -> Conn:
     cid = {"host": r.getrandbits(32), "peer": r.getrandbits(32)}
     psn = {"host": r.getrandbits(24), "peer": r.getrandbits(24)}
     c = Conn(f"c{i}", host, peer, "host" if r.random() < 0.6 else "peer", qpn, cid, psn,
-             (0x0000000001 << 24 | 0x0106) << 16 | r.randrange(1024, 65536), None, i)
+             RDMA_IP_PS_TCP | r.randrange(1024, 65536), None, i)
     c.data_psn = dict(psn)
     return c
 

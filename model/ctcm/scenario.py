@@ -19,7 +19,8 @@ from .packet import OPCODE_RC_SEND_ONLY, build_cm, build_roce, ip_cm_private_dat
 
 __all__ = ["ScenarioError", "Stimulus", "Scenario", "load_scenario", "parse_scenario", "compile_scenario"]
 
-RDMA_CM_TCP_PS = 0x0106
+# RDMA CM over IP service IDs (annex A11): 0x0000000001 || port space || port.
+RDMA_IP_PS_TCP = 0x0000000001060000
 
 
 class ScenarioError(Exception):
@@ -222,7 +223,7 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
             if not 0 <= v < (1 << width):
                 raise ctx.err(c, f"connection {cname!r}: {k} {v:#x} does not fit in {width} bits")
             vals[k] = v
-        service_id = ctx.typed(c, "service_id", int, (0x0000000001 << 24 | RDMA_CM_TCP_PS) << 16 | 4791)
+        service_id = ctx.typed(c, "service_id", int, RDMA_IP_PS_TCP | 4791)
         vlan = ctx.typed(c, "vlan", int, None)
         if vlan is not None and not 0 <= vlan < 4096:
             raise ctx.err(c, f"connection {cname!r}: vlan {vlan} out of range")
