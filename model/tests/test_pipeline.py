@@ -1,0 +1,112 @@
+"""Pipeline model: forwarding, CM tracking by port, CNPs checked against scapy, pacing."""
+
+import pytest
+from scapy.contrib.roce import BTH, CNPPadding, cnp as scapy_cnp
+from scapy.layers.inet import IP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Dot1Q, Ether
+
+from ctcm.packet import build_cm, build_roce
+from ctcm.pipeline import Pipeline, PipelineConfig
+
+H_MAC, P_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
+
+
+def handshake(pipe, host="10.0.0.1", peer="10.0.0.2", hqpn=0x101, pqpn=0x201, hid=0x11, pid=0x22, vlan=None, t0=0):
+    kw = dict(vlan=vlan)
+    pipe.process(1, build_cm("REQ", host, peer, {"local_comm_id": hid, "local_qpn": hqpn}, src_mac=H_MAC, dst_mac=P_MAC, **kw), t0)
+    pipe.process(2, build_cm("REP", peer, host, {"local_comm_id": pid, "remote_comm_id": hid, "local_qpn": pqpn}, src_mac=P_MAC, dst_mac=H_MAC, **kw), t0 + 1)
+    pipe.process(1, build_cm("RTU", host, peer, {"local_comm_id": hid, "remote_comm_id": pid}, src_mac=H_MAC, dst_mac=P_MAC, **kw), t0 + 2)
+
+
+def data(src, dst, dqpn, ce=True, vlan=None):
+    return build_roce(src, dst, {"opcode": 0x04, "dqpn": dqpn, "psn": 5}, bytes(32), ecn=3 if ce else 2, dscp=26,
+                      src_mac=H_MAC, dst_mac=P_MAC, vlan=vlan)
+
+
+@pytest.mark.parametrize("mode", ["ideal", "p4"])
+def test_cnp_bytes_match_scapy_ipv4(mode):
+    pipe = Pipeline(mode=mode)
+    handshake(pipe)
+    pkt = data("10.0.0.1", "10.0.0.2", 0x201)
+    out = pipe.process(1, pkt, 10)
+    assert out[0] == (2, pkt)  # forwarded unchanged, first
+    assert len(out) == 2 and out[1][0] == 1
+    ref = Ether(src=P_MAC, dst=H_MAC) / IP(src="10.0.0.2", dst="10.0.0.1", tos=0xC2, ttl=255, id=0, flags="DF") / \
+        UDP(sport=0xF000, dport=4791, chksum=0) / scapy_cnp(0x101)
+    assert out[1][1] == bytes(ref)  # scapy fills the IPv4 checksum and the ICRC itself
+    assert pipe.counters["cnp_sent"] == 1
+
+
+def test_cnp_bytes_match_scapy_ipv6_vlan():
+    pipe = Pipeline()
+    handshake(pipe, "fd00::1", "fd00::2", vlan=7)
+    out = pipe.process(1, data("fd00::1", "fd00::2", 0x201, vlan=7), 10)
+    ref = Ether(src=P_MAC, dst=H_MAC) / Dot1Q(vlan=7) / IPv6(src="fd00::2", dst="fd00::1", tc=0xC2, hlim=255) / \
+        UDP(sport=0xF000, dport=4791, chksum=0) / scapy_cnp(0x101)
+    assert out[1] == (1, bytes(ref))
+
+
+def test_no_cnp_cases():
+    pipe = Pipeline()
+    handshake(pipe)
+    assert len(pipe.process(1, data("10.0.0.1", "10.0.0.2", 0x201, ce=False), 5)) == 1   # not CE
+    assert len(pipe.process(2, data("10.0.0.2", "10.0.0.1", 0x101), 5)) == 1              # from the network
+    assert len(pipe.process(1, data("10.0.0.1", "10.0.0.3", 0x201), 5)) == 1              # untracked peer
+    assert len(pipe.process(1, data("10.0.0.1", "10.0.0.2", 0x202), 5)) == 1              # untracked QPN
+    c = pipe.counters
+    assert (c["cnp_sent"], c["ce_untracked"], c["ce_packets"]) == (0, 2, 2)
+
+
+def test_pacing_per_flow():
+    pipe = Pipeline(cnp_interval_us=50)
+    handshake(pipe)
+    handshake(pipe, hqpn=0x102, pqpn=0x202, hid=0x12, pid=0x23)
+    sent = [len(pipe.process(1, data("10.0.0.1", "10.0.0.2", 0x201), t)) == 2 for t in (100, 120, 149, 150, 199, 200)]
+    assert sent == [True, False, False, True, False, True]
+    assert len(pipe.process(1, data("10.0.0.1", "10.0.0.2", 0x202), 201)) == 2  # other flow, own pacing
+    assert pipe.counters["cnp_suppressed"] == 3
+
+
+def test_pacing_state_forgotten_with_the_flow():
+    pipe = Pipeline(cnp_interval_us=1000, timewait_us=0)
+    handshake(pipe)
+    assert len(pipe.process(1, data("10.0.0.1", "10.0.0.2", 0x201), 10)) == 2
+    pipe.process(1, build_cm("DREQ", "10.0.0.1", "10.0.0.2", {"local_comm_id": 0x11, "remote_comm_id": 0x22}), 20)
+    pipe.process(2, build_cm("DREP", "10.0.0.2", "10.0.0.1", {"local_comm_id": 0x22, "remote_comm_id": 0x11}), 30)
+    handshake(pipe, t0=35)  # same flow again, new connection
+    assert len(pipe.process(1, data("10.0.0.1", "10.0.0.2", 0x201), 40)) == 2
+
+
+def test_bad_icrc_cm_changes_nothing():
+    pipe = Pipeline()
+    f = build_cm("REQ", "10.0.0.2", "10.0.0.1", {"local_comm_id": 1, "local_qpn": 2}, icrc_value=0x12345678)
+    assert pipe.process(2, f, 0) == [(1, f)]
+    assert pipe.counters["icrc_errors"] == 1 and pipe.tracker.connections() == []
+
+
+def test_malformed_and_non_roce_forwarded():
+    pipe = Pipeline(port_pairs={3: 7})
+    junk = b"\x01" * 10
+    assert pipe.process(3, junk, 0) == [(7, junk)]
+    arp = b"\xff" * 6 + b"\x02" * 6 + b"\x08\x06" + bytes(46)
+    assert pipe.process(7, arp, 0) == [(3, arp)]
+    assert pipe.process(5, arp, 0) == []
+    c = pipe.counters
+    assert (c["malformed"], c["not_roce"], c["dropped_unknown_port"], c["packets"]) == (1, 1, 1, 3)
+
+
+def test_direction_from_port():
+    pipe = Pipeline(port_pairs={1: 2, 3: 4})
+    f = build_cm("REQ", "10.0.0.1", "10.0.0.2", {"local_comm_id": 1, "local_qpn": 2})
+    pipe.process(3, f, 0)
+    assert pipe.tracker.connections()[0]["opened_by"] == "host"
+    pipe.process(4, build_cm("REQ", "10.0.0.2", "10.0.0.1", {"local_comm_id": 5, "local_qpn": 6}), 0)
+    assert {c["opened_by"] for c in pipe.tracker.connections()} == {"host", "network"}
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="once"):
+        PipelineConfig(port_pairs={1: 1})
+    with pytest.raises(ValueError):
+        PipelineConfig(cnp_interval_us=-1)
