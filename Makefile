@@ -24,8 +24,7 @@ vectors: $(STAMP)
 
 # State diagram and transition table, generated from ctcm.tracker.TRANSITIONS.
 docs: $(STAMP)
-	$(PY) -m ctcm.tracker --dot > docs/state-machine.dot
-	dot -Tsvg docs/state-machine.dot -o docs/state-machine.svg
+	$(CTCM) docs --out docs
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -155,6 +155,30 @@ def cmd_cnp(args) -> int:
     return 0
 
 
+def cmd_docs(args) -> int:
+    """Regenerate the docs derived from code: state diagram, transition table, header tables."""
+    import os
+    import shutil
+    import subprocess
+
+    from .headers import headers_markdown
+    from .pcapio import atomic_write
+    from .tracker import docs_with_table, transitions_dot
+
+    d = args.out
+    atomic_write(os.path.join(d, "state-machine.dot"), transitions_dot().encode())
+    atomic_write(os.path.join(d, "headers.md"), headers_markdown().encode())
+    path = os.path.join(d, "tracker.md")
+    with open(path, encoding="utf-8") as f:
+        atomic_write(path, docs_with_table(f.read()).encode())
+    dot = shutil.which("dot")
+    if dot is None:
+        raise UsageError("graphviz `dot` not found (apt-get install graphviz): state-machine.svg not rendered")
+    svg = subprocess.run([dot, "-Tsvg", os.path.join(d, "state-machine.dot")], capture_output=True, check=True).stdout
+    atomic_write(os.path.join(d, "state-machine.svg"), svg)
+    return 0
+
+
 def _int(s: str) -> int:
     return int(s, 0)
 
@@ -189,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--sport", type=_int, default=0xF000)
     c.add_argument("--ip-checksum", action="store_true", help="fill the IPv4 header checksum (default 0, as the C library)")
     c.set_defaults(func=cmd_cnp)
+
+    dc = sub.add_parser("docs", help="regenerate docs derived from the code (state diagram, tables)")
+    dc.add_argument("--out", default="docs")
+    dc.set_defaults(func=cmd_docs)
 
     from .vectors import add_cli_commands
 

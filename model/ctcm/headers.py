@@ -272,3 +272,22 @@ CM_ATTR_NAMES: dict[int, str] = {a: n for n, a in CM_ATTR_IDS.items()}
 ALL_HEADERS = (ETHERNET, VLAN, IPV4, IPV6, UDP, BTH, DETH, CNP_PAYLOAD, MAD, *CM_MESSAGES.values(), IP_CM)
 
 __all__ = [n for n in dir() if n.isupper() and len(n) > 1 and not n.startswith("_")]
+
+
+def headers_markdown() -> str:
+    """docs/headers.md: every table, generated (a test keeps the file current)."""
+    out = [
+        "# Header and message field tables",
+        "",
+        "Generated from `model/ctcm/headers.py` by `make docs`; do not edit.",
+        "Byte offsets are relative to the start of each header (CM messages: to the",
+        "232-byte body after the MAD header); bit 0 is the most significant bit of the byte.",
+        "Bytes not listed are reserved (zero when encoded, ignored when decoded).",
+        "",
+    ]
+    for h in ALL_HEADERS:
+        out += [f"## {h.name} ({h.length} bytes)", "", h.doc, "", "| field | byte | bit | width (bits) |",
+                "|---|---:|---:|---:|"]
+        out += [f"| {f.name} | {f.byte} | {f.bit} | {f.width} |" for f in h.fields]
+        out.append("")
+    return "\n".join(out)

@@ -689,7 +689,10 @@ def transitions_markdown() -> str:
     return "\n".join(out) + "\n"
 
 
-if __name__ == "__main__":  # python -m ctcm.tracker --dot | --markdown
-    import sys
+BEGIN, END = "<!-- BEGIN TRANSITIONS (generated) -->", "<!-- END TRANSITIONS -->"
 
-    print(transitions_markdown() if "--markdown" in sys.argv else transitions_dot(), end="")
+
+def docs_with_table(text: str) -> str:
+    """``text`` (docs/tracker.md) with its generated transition table replaced."""
+    a, b = text.index(BEGIN) + len(BEGIN), text.index(END)
+    return text[:a] + "\n" + transitions_markdown() + text[b:]
