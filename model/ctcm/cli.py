@@ -13,6 +13,7 @@ import sys
 
 from . import __version__
 from .pcapio import CaptureError, read_capture
+from .oracle import OracleError
 from .scenario import ScenarioError
 
 EXIT_DATA = 1
@@ -218,9 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--out", default="docs")
     dc.set_defaults(func=cmd_docs)
 
+    from .oracle import add_cli_command as add_compare
     from .vectors import add_cli_commands
 
     add_cli_commands(sub)
+    add_compare(sub)
     return ap
 
 
@@ -230,6 +233,9 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except UsageError as e:
+        print(f"ctcm {args.cmd}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OracleError as e:  # compare: 1 means mismatch, so unreadable input is 2
         print(f"ctcm {args.cmd}: {e}", file=sys.stderr)
         return EXIT_USAGE
     except (CaptureError, ScenarioError) as e:

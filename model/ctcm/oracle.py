@@ -1,0 +1,382 @@
+"""The oracle: compare what a device under test produced with a golden vector.
+
+``ctcm compare VECTOR.yaml --observed OBSERVED`` (and the PTF suite, through
+:func:`compare_outputs`) reports, per egress port:
+
+* ``reordered``: packets that match an expected packet byte for byte but come
+  out of order within the port (the fewest such packets: the longest run in
+  expected order stays "in order");
+* ``differs``: an expected packet and an observed one that are the same packet
+  with changes, with a field-level diff of the decoded headers;
+* ``missing`` / ``extra``: expected and not seen / seen and not expected.
+
+Pairing rule for ``differs``: after exact matches are taken out, the remaining
+expected and observed packets of a port are walked in order; an expected
+packet is paired with the next remaining observed packet (after the last
+paired one) whose bytes agree with it in at least half of the positions
+(over the longer of the two). Anything left is missing or extra.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import sys
+from dataclasses import dataclass, field
+
+import yaml
+
+from .packet import decode
+from .pcapio import CaptureError, read_capture
+
+__all__ = ["OracleError", "Expected", "Mismatch", "Report", "load_expected", "load_observed", "compare",
+           "compare_outputs", "field_diff", "add_cli_command"]
+
+
+class OracleError(Exception):
+    """An input the oracle cannot read; one line for users."""
+
+
+@dataclass
+class Expected:
+    stimulus: int  # stimulus id (1-based)
+    output: int    # output index within that stimulus (1-based)
+    frame: bytes
+    summary: str = ""
+
+
+@dataclass
+class Mismatch:
+    kind: str  # missing | extra | differs | reordered
+    port: int
+    expected: Expected | None = None
+    observed_index: int | None = None  # 1-based position among the port's observed packets
+    details: list[str] = field(default_factory=list)
+
+    def format(self) -> str:
+        where = f"port {self.port}"
+        if self.expected is not None:
+            e = self.expected
+            summary = e.summary if e.summary not in ("", "(unchanged)") else decode(e.frame).summary()
+            head = f"{self.kind.upper():9s} {where} stimulus {e.stimulus} output {e.output}: {summary}"
+        else:
+            head = f"{self.kind.upper():9s} {where} observed #{self.observed_index}"
+        if self.kind == "reordered":
+            head += f" (observed as #{self.observed_index} on the port)"
+        lines = [head] + [f"    {d}" for d in self.details]
+        return "\n".join(lines)
+
+
+@dataclass
+class Report:
+    expected_count: int = 0
+    observed_count: int = 0
+    mismatches: list[Mismatch] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches and self.expected_count == self.observed_count
+
+    def count(self, kind: str) -> int:
+        return sum(1 for m in self.mismatches if m.kind == kind)
+
+    def verdict(self) -> str:
+        c = {k: self.count(k) for k in ("missing", "extra", "differs", "reordered")}
+        word = "PASS" if self.ok else "FAIL"
+        return (f"{word}: {self.expected_count} expected, {self.observed_count} observed: {c['missing']} missing, "
+                f"{c['extra']} extra, {c['differs']} differing, {c['reordered']} reordered")
+
+    def format(self) -> str:
+        return "\n".join([m.format() for m in self.mismatches] + [self.verdict()])
+
+    def to_dict(self) -> dict:
+        return {
+            "ok": self.ok, "expected": self.expected_count, "observed": self.observed_count,
+            "mismatches": [
+                {"kind": m.kind, "port": m.port,
+                 "stimulus": m.expected.stimulus if m.expected else None,
+                 "output": m.expected.output if m.expected else None,
+                 "observed_index": m.observed_index, "details": m.details}
+                for m in self.mismatches
+            ],
+        }
+
+
+# --- field-level diff -------------------------------------------------------------
+
+def field_diff(expected: bytes, observed: bytes) -> list[str]:
+    """Lines naming every decoded field that differs, then any other differing bytes."""
+    de, do = decode(expected), decode(observed)
+    out: list[str] = []
+    covered: set[int] = set()
+    e_layers = _layer_offsets(de)
+    o_layers = {h.name: (off, v) for h, off, v in _layer_offsets(do)}
+    for h, off, ev in e_layers:
+        if h.name not in o_layers:
+            out.append(f"{h.name}: expected, but not decoded in the observed packet")
+            continue
+        ooff, ov = o_layers.pop(h.name)
+        for f in h.fields:
+            a, b = ev[f.name], ov[f.name]
+            if a == b:
+                continue
+            if f.is_bytes:
+                i = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), 0)
+                out.append(f"{h.name}.{f.name} differs at byte {i} of the field "
+                           f"(packet byte {off + f.byte + i}): expected {a[i]:02x} got {b[i]:02x}")
+            else:
+                out.append(f"{h.name}.{f.name} expected {f.format(a)} got {f.format(b)}")
+            covered.update(range(off + f.byte, off + f.byte + f.nbytes))
+    for name in o_layers:
+        out.append(f"{name}: in the observed packet, not expected")
+    if de.icrc is not None and do.icrc is not None and de.parsed.end == do.parsed.end and de.icrc != do.icrc:
+        out.append(f"ICRC expected {_icrc_hex(de.icrc)} got {_icrc_hex(do.icrc)}")
+        covered.update(range(de.parsed.end, de.parsed.end + 4))
+    if do.icrc_ok is False and de.icrc_ok:
+        out.append("observed ICRC does not match the observed packet's contents")
+    if len(expected) != len(observed):
+        out.append(f"length expected {len(expected)} got {len(observed)}")
+    other = [i for i, (x, y) in enumerate(zip(expected, observed)) if x != y and i not in covered]
+    if other:
+        i = other[0]
+        out.append(f"byte {i} ({_region(de, i)}) expected {expected[i]:02x} got {observed[i]:02x}"
+                   + (f" (+{len(other) - 1} more bytes)" if len(other) > 1 else ""))
+    if not out and expected != observed:
+        out.append("packets differ")
+    return out
+
+
+def _icrc_hex(v: int) -> str:
+    return struct.pack("<I", v).hex()
+
+
+def _layer_offsets(d):
+    """(Header, offset, values) of a Decoded, in wire order."""
+    p = d.parsed
+    offsets = {"Ethernet": 0, "Dot1Q": 14}
+    if p.l3 >= 0:
+        offsets["IPv4"] = offsets["IPv6"] = p.l3
+    if p.l4 >= 0:
+        offsets["UDP"] = p.l4
+    if p.bth >= 0:
+        offsets["BTH"] = p.bth
+        offsets["DETH"] = offsets["CNPPadding"] = p.bth + 12
+    if p.mad >= 0:
+        offsets["MAD"] = p.mad
+    out = []
+    for h, v in d.layers:
+        off = offsets.get(h.name, p.mad + 24 if h.name.startswith("CM_") else -1)
+        out.append((h, off, v))
+    return out
+
+
+def _region(d, i: int) -> str:
+    name = "Ethernet"
+    for h, off, _v in _layer_offsets(d):
+        if off <= i:
+            name = h.name
+    p = d.parsed
+    if p.end >= 0 and i >= p.end:
+        return "ICRC" if i < p.end + 4 else "trailer"
+    if p.bth >= 0 and d.mad is None and d.bth is not None and i >= p.bth + 12 and name in ("BTH", "DETH"):
+        return "payload"
+    return f"{name} reserved or payload"
+
+
+# --- matching ------------------------------------------------------------------------
+
+def _lis(seq: list[int]) -> set[int]:
+    """Indices (into seq) of one longest strictly increasing subsequence."""
+    import bisect
+
+    tails, tails_idx, prev = [], [], [-1] * len(seq)
+    for i, x in enumerate(seq):
+        k = bisect.bisect_left(tails, x)
+        if k == len(tails):
+            tails.append(x)
+            tails_idx.append(i)
+        else:
+            tails[k] = x
+            tails_idx[k] = i
+        prev[i] = tails_idx[k - 1] if k else -1
+    keep, i = set(), tails_idx[-1] if tails_idx else -1
+    while i >= 0:
+        keep.add(i)
+        i = prev[i]
+    return keep
+
+
+def _similar(a: bytes, b: bytes) -> bool:
+    n = max(len(a), len(b))
+    same = sum(1 for x, y in zip(a, b) if x == y)
+    return n > 0 and same * 2 >= n
+
+
+def compare(expected: dict[int, list[Expected]], observed: dict[int, list[bytes]]) -> Report:
+    rep = Report(sum(len(v) for v in expected.values()), sum(len(v) for v in observed.values()))
+    for port in sorted(set(expected) | set(observed)):
+        exp = expected.get(port, [])
+        obs = observed.get(port, [])
+        by_bytes: dict[bytes, list[int]] = {}
+        for i, e in enumerate(exp):
+            by_bytes.setdefault(e.frame, []).append(i)
+        pairs = []  # (expected index, observed index)
+        free_obs = []
+        for j, o in enumerate(obs):
+            lst = by_bytes.get(bytes(o))
+            if lst:
+                pairs.append((lst.pop(0), j))
+            else:
+                free_obs.append(j)
+        matched_e = {i for i, _ in pairs}
+        keep = _lis([i for i, _ in pairs])
+        for k, (i, j) in enumerate(pairs):
+            if k not in keep:
+                rep.mismatches.append(Mismatch("reordered", port, exp[i], j + 1,
+                                               [f"expected position {i + 1} on the port, observed at {j + 1}"]))
+        free_exp = [i for i in range(len(exp)) if i not in matched_e]
+        start = 0
+        used = set()
+        for i in free_exp:
+            for k in range(start, len(free_obs)):
+                j = free_obs[k]
+                if _similar(exp[i].frame, obs[j]):
+                    rep.mismatches.append(Mismatch("differs", port, exp[i], j + 1, field_diff(exp[i].frame, bytes(obs[j]))))
+                    used.add(j)
+                    start = k + 1
+                    break
+            else:
+                rep.mismatches.append(Mismatch("missing", port, exp[i]))
+        for j in free_obs:
+            if j not in used:
+                rep.mismatches.append(Mismatch("extra", port, None, j + 1, [decode(bytes(obs[j])).summary()]))
+    order = {"differs": 0, "missing": 1, "extra": 2, "reordered": 3}
+    rep.mismatches.sort(key=lambda m: (m.port, order[m.kind], m.expected.stimulus if m.expected else 0,
+                                       m.observed_index or 0))
+    return rep
+
+
+def compare_outputs(expected_outputs, observed_outputs) -> Report:
+    """One stimulus' outputs: lists of (port, bytes)."""
+    exp: dict[int, list[Expected]] = {}
+    for k, (port, f) in enumerate(expected_outputs, 1):
+        exp.setdefault(port, []).append(Expected(0, k, bytes(f)))
+    obs: dict[int, list[bytes]] = {}
+    for port, f in observed_outputs:
+        obs.setdefault(port, []).append(bytes(f))
+    return compare(exp, obs)
+
+
+# --- loading ---------------------------------------------------------------------------
+
+def _load_yaml(path: str):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return yaml.safe_load(f)
+    except OSError as e:
+        raise OracleError(f"{path}: {e.strerror or e}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise OracleError(f"{path}{line}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
+    except UnicodeDecodeError:
+        raise OracleError(f"{path}: not a text (YAML) file") from None
+
+
+def _hex(path, where, s) -> bytes:
+    try:
+        return bytes.fromhex(str(s))
+    except ValueError:
+        raise OracleError(f"{path}: {where}: 'bytes' is not hex") from None
+
+
+def load_expected(path: str) -> dict[int, list[Expected]]:
+    doc = _load_yaml(path)
+    if not isinstance(doc, dict) or not isinstance(doc.get("packets"), list):
+        raise OracleError(f"{path}: not a ctcm vector (no 'packets' list)")
+    out: dict[int, list[Expected]] = {}
+    for n, p in enumerate(doc["packets"], 1):
+        if not isinstance(p, dict) or not isinstance(p.get("expect"), list):
+            raise OracleError(f"{path}: packet {n}: no 'expect' list")
+        for k, e in enumerate(p["expect"], 1):
+            if not isinstance(e, dict) or not isinstance(e.get("port"), int) or "bytes" not in e:
+                raise OracleError(f"{path}: packet {n} output {k}: needs 'port' and 'bytes'")
+            out.setdefault(e["port"], []).append(
+                Expected(p.get("id", n), k, _hex(path, f"packet {n} output {k}", e["bytes"]), e.get("summary", "")))
+    return out
+
+
+def load_observed(path: str, port_map: dict | None = None, port: int | None = None) -> dict[int, list[bytes]]:
+    """Observed packets per port from a pcap/pcapng or a YAML file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise OracleError(f"{path}: {e.strerror or e}") from None
+    if head in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d", b"\x0a\x0d\x0d\x0a"):
+        try:
+            cap = read_capture(path)
+        except CaptureError as e:
+            raise OracleError(str(e)) from None
+        out: dict[int, list[bytes]] = {}
+        for _ts, iface, frame in cap.packets:
+            name = cap.interfaces[iface] if iface < len(cap.interfaces) else str(iface)
+            if port_map and (name in port_map or str(iface) in port_map):
+                p = port_map.get(name, port_map.get(str(iface)))
+            elif port is not None and len(cap.interfaces) == 1:
+                p = port
+            elif name.startswith("p") and name[1:].isdigit():
+                p = int(name[1:])
+            else:
+                raise OracleError(f"{path}: interface {name!r} is not named p<port>; "
+                                  "give --port-map NAME=PORT,... (or --port N for a one-interface capture)")
+            out.setdefault(p, []).append(frame)
+        return out
+    doc = _load_yaml(path)
+    if isinstance(doc, dict) and isinstance(doc.get("observed"), list):
+        out = {}
+        for n, o in enumerate(doc["observed"], 1):
+            if not isinstance(o, dict) or not isinstance(o.get("port"), int) or "bytes" not in o:
+                raise OracleError(f"{path}: observed {n}: needs 'port' and 'bytes'")
+            out.setdefault(o["port"], []).append(_hex(path, f"observed {n}", o["bytes"]))
+        return out
+    if isinstance(doc, dict) and isinstance(doc.get("packets"), list):
+        return {p: [e.frame for e in es] for p, es in load_expected(path).items()}
+    raise OracleError(f"{path}: neither a capture, a vector YAML nor an 'observed:' list")
+
+
+# --- CLI -----------------------------------------------------------------------------------
+
+def _port_map(s: str | None) -> dict | None:
+    if not s:
+        return None
+    out = {}
+    for item in s.split(","):
+        name, _, port = item.partition("=")
+        if not port.strip().isdigit():
+            raise OracleError(f"--port-map: {item!r} is not NAME=PORT")
+        out[name.strip()] = int(port)
+    return out
+
+
+def cmd_compare(args) -> int:
+    expected = load_expected(args.vector)
+    observed = load_observed(args.observed, _port_map(args.port_map), args.port)
+    rep = compare(expected, observed)
+    if args.json:
+        json.dump(rep.to_dict(), sys.stdout, indent=2)
+        print()
+    else:
+        print(rep.format())
+    return 0 if rep.ok else 1
+
+
+def add_cli_command(sub) -> None:
+    c = sub.add_parser("compare", help="compare a device's output with a golden vector (exit 0 only on a full match)")
+    c.add_argument("vector", help="the vector YAML (NAME.yaml)")
+    c.add_argument("--observed", required=True, help="pcap/pcapng (interfaces p<port>) or YAML of what the device produced")
+    c.add_argument("--port-map", help="capture interface names to ports: if0=1,if1=2")
+    c.add_argument("--port", type=int, help="the port of a one-interface capture")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_compare)

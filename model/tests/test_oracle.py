@@ -1,0 +1,169 @@
+"""The oracle finds every difference and names the field."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from ctcm import headers as H
+from ctcm.cli import main
+from ctcm.oracle import compare, compare_outputs, load_expected, load_observed
+from ctcm.packet import classify
+from ctcm.pcapio import write_pcapng
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+VEC = os.path.join(ROOT, "vectors")
+
+
+def vec(name):
+    return os.path.join(VEC, f"{name}.yaml")
+
+
+def observed_from(name):
+    return {p: [e.frame for e in es] for p, es in load_expected(vec(name)).items()}
+
+
+def test_identical_yaml_and_pcapng_pass(tmp_path):
+    for name in ("active-open", "ce-data", "ipv6", "stress-small"):
+        assert compare(load_expected(vec(name)), observed_from(name)).ok
+        assert main(["compare", vec(name), "--observed", os.path.join(VEC, f"{name}.expected.pcapng")]) == 0
+        assert main(["compare", vec(name), "--observed", vec(name)]) == 0
+
+
+def test_missing_extra_reordered_differs():
+    exp = load_expected(vec("ce-data"))
+    obs = observed_from("ce-data")
+    p2 = obs[2]
+    p2[0], p2[1] = p2[1], p2[0]          # swap two on port 2
+    del obs[1][0]                        # drop one on port 1
+    obs[1].append(b"\x00" * 60)          # something unexpected
+    cnp_i = next(i for i, f in enumerate(obs[1]) if f[14 + 4 + 20 + 8] == 0x81)  # the tagged CNP
+    f = bytearray(obs[1][cnp_i])
+    f[14 + 4 + 20 + 8 + 7] ^= 0x01       # BTH.dqpn
+    obs[1][cnp_i] = bytes(f)
+    rep = compare(exp, obs)
+    assert not rep.ok
+    kinds = sorted(m.kind for m in rep.mismatches)
+    assert kinds == ["differs", "extra", "missing", "reordered"], rep.format()
+    text = rep.format()
+    assert "BTH.dqpn expected 0x000172 got 0x000173" in text
+    assert "FAIL: " in text.splitlines()[-1]
+
+
+def test_reorder_reports_the_fewest_packets():
+    e = [(1, bytes([i]) * 60) for i in range(6)]
+    o = [e[0], e[2], e[3], e[4], e[5], e[1]]  # one packet moved
+    rep = compare_outputs(e, o)
+    assert [m.kind for m in rep.mismatches] == ["reordered"]
+    assert rep.mismatches[0].expected.frame == e[1][1]
+
+
+def test_truncated_and_icrc_and_address():
+    exp = load_expected(vec("active-open"))
+    base = exp[2][0].frame  # the REQ forwarded to port 2
+    for mutated, needle in [
+        (base[:-10], "length expected 322 got 312"),
+        (base[:-1] + bytes([base[-1] ^ 0xFF]), "ICRC expected"),
+        (base[:29] + bytes([base[29] ^ 1]) + base[30:], "IPv4.src expected 10.0.0.1 got 10.0.0.0"),
+    ]:
+        rep = compare_outputs([(2, base)], [(2, mutated)])
+        assert not rep.ok and needle in rep.format(), rep.format()
+
+
+LAYER_BASES = None
+
+
+def covering_field(frame: bytes, bit: int):
+    """Independently: the (layer, field) of the tables covering `bit` of `frame`, or None."""
+    p = classify(frame)
+    layers = [(H.ETHERNET, 0)]
+    if frame[12:14] == b"\x81\x00":
+        layers.append((H.VLAN, 14))
+    layers.append((H.IPV4 if p.ip_version == 4 else H.IPV6, p.l3))
+    layers += [(H.UDP, p.l4), (H.BTH, p.bth)]
+    if frame[p.bth] == 0x64:
+        layers.append((H.DETH, p.bth + 12))
+    if frame[p.bth] == 0x81:
+        layers.append((H.CNP_PAYLOAD, p.bth + 12))
+    if p.mad >= 0:
+        layers += [(H.MAD, p.mad), (H.CM_MESSAGES[p.attr_id], p.mad + 24)]
+    for h, base in layers:
+        rel = bit - base * 8
+        for f in h.fields:
+            if f.first_bit <= rel < f.end_bit:
+                return h.name, f.name, f.is_bytes
+    return None
+
+
+def flip_frames():
+    seen, out = set(), []
+    for name in ("ce-data", "ipv6", "mra", "reject", "teardown"):
+        for port, es in load_expected(vec(name)).items():
+            for e in es:
+                p = classify(e.frame)
+                key = (p.ip_version, e.frame[12:14], e.frame[p.bth] if p.bth >= 0 else None, p.attr_id)
+                if p.bth >= 0 and key not in seen:
+                    seen.add(key)
+                    out.append((port, e.frame))
+    return out
+
+
+def test_every_single_bit_flip_is_caught_and_named():
+    frames = flip_frames()
+    assert len(frames) >= 10
+    checked = 0
+    for port, frame in frames:
+        p = classify(frame)
+        for bit in range(len(frame) * 8):
+            f = bytearray(frame)
+            f[bit // 8] ^= 0x80 >> (bit % 8)
+            rep = compare_outputs([(port, frame)], [(port, bytes(f))])
+            assert not rep.ok
+            text = rep.format()
+            cov = covering_field(frame, bit)
+            byte = bit // 8
+            if cov is not None:
+                layer, field, is_bytes = cov
+                needle = f"{layer}.{field} differs" if is_bytes else f"{layer}.{field} expected"
+            elif byte >= p.end:
+                needle = "ICRC expected"
+            else:
+                needle = f"byte {byte} "
+            assert needle in text, (bit, text)
+            checked += 1
+    assert checked > 20000
+
+
+@pytest.mark.parametrize("content,needle", [
+    (None, "No such file"),
+    (b"\xd4\xc3\xb2\xa1" + b"\x00" * 10, "truncated pcap"),
+    (b"packets: [\n", "invalid YAML"),
+    (b"name: x\n", "neither a capture"),
+])
+def test_unreadable_observed_is_one_line_exit_2(tmp_path, content, needle):
+    path = tmp_path / "obs"
+    if content is not None:
+        path.write_bytes(content)
+    r = subprocess.run([sys.executable, "-m", "ctcm.cli", "compare", vec("active-open"), "--observed", str(path)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_unreadable_vector(tmp_path):
+    p = tmp_path / "v.yaml"
+    p.write_text("format: x\n")
+    r = subprocess.run([sys.executable, "-m", "ctcm.cli", "compare", str(p), "--observed", str(p)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "no 'packets' list" in r.stderr
+
+
+def test_port_map_for_foreign_capture(tmp_path):
+    exp = load_expected(vec("passive-open"))
+    pkts = [(0, 0 if port == 1 else 1, f.frame) for port, es in exp.items() for f in es]
+    path = tmp_path / "dut.pcapng"
+    write_pcapng(str(path), pkts, ["eth3", "eth4"])
+    assert main(["compare", vec("passive-open"), "--observed", str(path)]) == 2
+    assert main(["compare", vec("passive-open"), "--observed", str(path), "--port-map", "eth3=1,eth4=2"]) == 0
