@@ -20,8 +20,7 @@ EXIT_DATA = 1
 EXIT_USAGE = 2
 
 
-class UsageError(Exception):
-    pass
+from .errors import UsageError  # noqa: E402  (re-exported for callers)
 
 
 def _ip_list(values) -> set[bytes]:

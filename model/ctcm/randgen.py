@@ -101,7 +101,11 @@ def _other(side):
 
 
 def generate(p: RandomParams, progress=None) -> list[Stimulus]:
-    """The stimulus for ``p`` (deterministic)."""
+    """The stimulus for ``p`` (deterministic).
+
+    Stops at ``p.packets`` packets, or earlier when all ``p.connections``
+    connections have ended (raise ``connections`` for longer runs).
+    """
     r = random.Random(p.seed)
     host4 = ipaddress.IPv4Address("10.0.0.1")
     host6 = ipaddress.IPv6Address("fd00::1")

@@ -238,7 +238,7 @@ def build_file(path: str, outdir: str, formats=("yaml", "pcapng", "hex"), quiet=
 
 
 def cmd_vectors(args) -> int:
-    from .cli import UsageError
+    from .errors import UsageError
 
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     bad = set(formats) - {"yaml", "pcapng", "hex"}
