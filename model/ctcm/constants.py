@@ -1,8 +1,9 @@
 """Constants shared by the model and the P4 program (one source).
 
-The P4 program's ``ctcm_constants.p4`` is generated from this module
-(``ctcm gen-p4-constants``) and a test checks the committed file is current,
-so the two cannot drift.
+Table geometry, hash key layout and the CNP template fields live here only.
+The P4 program (not written yet) is to take its constants from this module
+(generated, with a test that the committed file is current), so the two
+cannot drift.
 """
 
 # CNP template (the C library's ctcm_fill_cnp_template).

@@ -34,6 +34,9 @@ __all__ = ["OracleError", "Expected", "Mismatch", "Report", "load_expected", "lo
            "compare_outputs", "field_diff", "add_cli_command"]
 
 
+_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: big vectors
+
+
 class OracleError(Exception):
     """An input the oracle cannot read; one line for users."""
 
@@ -273,7 +276,7 @@ def compare_outputs(expected_outputs, observed_outputs) -> Report:
 def _load_yaml(path: str):
     try:
         with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
+            return yaml.load(f, Loader=_YamlLoader)
     except OSError as e:
         raise OracleError(f"{path}: {e.strerror or e}") from None
     except yaml.YAMLError as e:

@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import socket
 import struct
 
 from . import headers as H
@@ -438,3 +440,90 @@ def build_cm(
     })
     deth = H.DETH.encode(qkey=qkey, src_qp=src_qp)
     return build_roce(src_ip, dst_ip, {"opcode": OPCODE_UD_SEND_ONLY, "dqpn": QP1, "psn": psn}, deth + mad_hdr + body, **roce_kw)
+
+
+# --- fast one-line summary (vectors, CLI) -------------------------------------------
+
+_OPNAMES = {OPCODE_CNP: "CNP", OPCODE_UD_SEND_ONLY: "UD_SEND_ONLY", OPCODE_RC_SEND_ONLY: "RC_SEND_ONLY"}
+_CM_BODY = H.MAD.length
+
+
+def _summary_cm_fields():
+    """Per attribute: [(label, byte offset in body, nbytes, shift, mask, width)] in summary order."""
+    out = {}
+    for attr, hdr in H.CM_MESSAGES.items():
+        rows = []
+        for k, label in (("local_comm_id", "local"), ("remote_comm_id", "remote"), ("request_id", "request_id"),
+                         ("local_qpn", "local_qpn"), ("remote_qpn", "remote_qpn"), ("qpn", "qpn"),
+                         ("message_mraed", "mraed"), ("message_rejected", "rejected"), ("reason", "reason")):
+            if k in hdr:
+                f = hdr[k]
+                rows.append((label, f.byte, f.nbytes, f.shift, f.mask, f.width))
+        out[attr] = rows
+    return out
+
+
+_SUMMARY_CM = _summary_cm_fields()
+
+
+@functools.lru_cache(maxsize=65536)
+def _ntoa(b: bytes) -> str:
+    return socket.inet_ntoa(b)  # same text as ipaddress.IPv4Address, faster
+
+
+@functools.lru_cache(maxsize=65536)
+def _ipstr(b: bytes) -> str:
+    return str(ipaddress.ip_address(b))
+
+
+def summarize(frame, parsed: Parsed | None = None) -> str:
+    """The same line as ``decode(frame).summary()``, without decoding every field."""
+    p = parsed if parsed is not None else classify(frame)
+    n = len(frame)
+    parts = []
+    l3 = p.l3
+    if l3 >= 0:
+        if p.ip_version == 4 and n >= l3 + 20:
+            parts.append(f"{_ntoa(bytes(frame[l3 + 12 : l3 + 16]))} > {_ntoa(bytes(frame[l3 + 16 : l3 + 20]))}")
+            if frame[l3 + 1] & 3 == ECN_CE:
+                parts.append("CE")
+        elif p.ip_version == 6 and n >= l3 + 40:
+            parts.append(f"{_ipstr(bytes(frame[l3 + 8 : l3 + 24]))} > {_ipstr(bytes(frame[l3 + 24 : l3 + 40]))}")
+            if (frame[l3 + 1] >> 4) & 3 == ECN_CE:
+                parts.append("CE")
+    icrc_ok = None
+    if p.bth >= 0 and p.kind != NOT_ROCE:
+        b = p.bth
+        if n >= b + 12:
+            op = frame[b]
+            name = _OPNAMES.get(op) or f"op={op:#04x}"
+            parts.append(f"BTH {name} dqpn={int.from_bytes(frame[b + 5 : b + 8], 'big'):#08x} "
+                         f"psn={int.from_bytes(frame[b + 9 : b + 12], 'big'):#08x}")
+        if p.end >= 0 and n >= p.end + 4:
+            icrc_ok = struct.unpack_from("<I", frame, p.end)[0] == icrc(frame, l3, p.end)
+        m = p.mad
+        if m >= 0 and n >= m + H.MAD.length and frame[m + 1] == MGMT_CLASS_CM:
+            attr = frame[m + 16] << 8 | frame[m + 17]
+            rows = _SUMMARY_CM.get(attr)
+            hdr = H.CM_MESSAGES.get(attr)
+            s = f"CM {hdr.name[3:] if hdr else f'attr {attr:#06x}'}"
+            if rows is not None and n >= m + H.MAD_LENGTH:
+                body = m + _CM_BODY
+                for label, off, nb, shift, mask, width in rows:
+                    v = (int.from_bytes(frame[body + off : body + off + nb], "big") >> shift) & mask
+                    if label in ("local", "remote", "request_id"):
+                        s += f" {label}={v:#010x}"
+                    elif width == 24:
+                        s += f" {label}={v:#08x}"
+                    elif label == "rejected":
+                        s += f" rejected={v}"
+                    else:
+                        s += f" {label}={v}"
+            parts.append(s)
+    if icrc_ok is False:
+        parts.append("BAD-ICRC")
+    if p.kind == MALFORMED:
+        parts.append(f"MALFORMED: {p.reason}")
+    elif p.kind == NOT_ROCE:
+        parts.append(f"not RoCE ({p.reason})")
+    return " | ".join(parts) if parts else "empty"
