@@ -413,7 +413,7 @@ def non_roce_frame(kind: str, index: int) -> bytes:
     if kind == "ipv4-udp":
         # A UDP datagram to port 4789 (VXLAN), which must not be taken for RoCE.
         from .packet import ipv4_checksum
-        udp = H.UDP.encode(sport=1000 + index, dport=4789, length=8 + 32)
+        udp = H.UDP.encode(sport=1000 + index % 60000, dport=4789, length=8 + 32)
         ip = bytearray(H.IPV4.encode(version=4, ihl=5, total_length=20 + 40, ttl=64, protocol=17,
                                      src="10.9.9.1", dst="10.9.9.2", flags=2))
         ip[10:12] = ipv4_checksum(ip).to_bytes(2, "big")
