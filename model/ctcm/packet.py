@@ -57,8 +57,6 @@ _BTH_LEN = H.BTH.length
 _DETH_LEN = H.DETH.length
 _ICRC_LEN = 4
 _MAD_LEN = H.MAD_LENGTH
-_u16 = struct.Struct("!H").unpack_from
-_u32 = struct.Struct("!I").unpack_from
 
 
 class Parsed:
@@ -131,12 +129,12 @@ def _classify(buf) -> Parsed:
         ihl = (vihl & 0x0F) * 4
         if ihl < 20:
             return _malformed(f"IPv4 IHL {ihl // 4} below 5", l3=l3, ip_version=4)
-        total = _u16(buf, l3 + 2)[0]
+        total = (buf[l3 + 2] << 8 | buf[l3 + 2 + 1])
         if total < ihl or l3 + total > n:
             return _malformed(f"IPv4 total length {total} does not fit the frame", l3=l3, ip_version=4)
         if buf[l3 + 9] != IPPROTO_UDP:
             return Parsed(NOT_ROCE, "not UDP", l3=l3, ip_version=4)
-        if _u16(buf, l3 + 6)[0] & 0x3FFF:
+        if (buf[l3 + 6] << 8 | buf[l3 + 6 + 1]) & 0x3FFF:
             return Parsed(NOT_ROCE, "IPv4 fragment", l3=l3, ip_version=4)
         ipv = 4
         l4 = l3 + ihl
@@ -146,7 +144,7 @@ def _classify(buf) -> Parsed:
             return _malformed("truncated IPv6 header", l3=l3, ip_version=6)
         if buf[l3] >> 4 != 6:
             return _malformed(f"IPv6 ethertype with IP version {buf[l3] >> 4}", l3=l3, ip_version=6)
-        ip_end = l3 + 40 + _u16(buf, l3 + 4)[0]
+        ip_end = l3 + 40 + (buf[l3 + 4] << 8 | buf[l3 + 4 + 1])
         if ip_end > n:
             return _malformed("IPv6 payload length does not fit the frame", l3=l3, ip_version=6)
         if buf[l3 + 6] != IPPROTO_UDP:
@@ -157,16 +155,16 @@ def _classify(buf) -> Parsed:
         return Parsed(NOT_ROCE, f"ethertype {et:#06x}")
     if ip_end - l4 < 8:
         return _malformed("truncated UDP header", l3=l3, ip_version=ipv, l4=l4)
-    if _u16(buf, l4 + 2)[0] != ROCEV2_PORT:
+    if (buf[l4 + 2] << 8 | buf[l4 + 2 + 1]) != ROCEV2_PORT:
         return Parsed(NOT_ROCE, "UDP port is not 4791", l3=l3, ip_version=ipv, l4=l4)
-    ulen = _u16(buf, l4 + 4)[0]
+    ulen = (buf[l4 + 4] << 8 | buf[l4 + 4 + 1])
     if ulen < 8 or l4 + ulen > ip_end:
         return _malformed(f"UDP length {ulen} does not fit the IP packet", l3=l3, ip_version=ipv, l4=l4)
     bth = l4 + 8
     end = l4 + ulen - _ICRC_LEN
     if end - bth < _BTH_LEN:
         return _malformed("too short for BTH and ICRC", l3=l3, ip_version=ipv, l4=l4, bth=bth)
-    if buf[bth] != OPCODE_UD_SEND_ONLY or _u32(buf, bth + 4)[0] & 0xFFFFFF != QP1:
+    if buf[bth] != OPCODE_UD_SEND_ONLY or (buf[bth + 5] << 16 | buf[bth + 6] << 8 | buf[bth + 7]) != QP1:
         return Parsed(ROCE, "", l3, ipv, l4, bth, -1, end)
     mad = bth + _BTH_LEN + _DETH_LEN
     if end - mad != _MAD_LEN:
@@ -179,7 +177,7 @@ def _classify(buf) -> Parsed:
         return _malformed(f"CM MAD base version {buf[mad]}, expected 1", l3=l3, ip_version=ipv, l4=l4, bth=bth, mad=mad, end=end)
     if buf[mad + 2] != CM_CLASS_VERSION:
         return _malformed(f"CM class version {buf[mad + 2]}, expected 2", l3=l3, ip_version=ipv, l4=l4, bth=bth, mad=mad, end=end)
-    return Parsed(CM, "", l3, ipv, l4, bth, mad, end, _u16(buf, mad + _ATTR_ID)[0])
+    return Parsed(CM, "", l3, ipv, l4, bth, mad, end, (buf[mad + _ATTR_ID] << 8 | buf[mad + _ATTR_ID + 1]))
 
 
 # --- full decode ------------------------------------------------------------
@@ -246,13 +244,18 @@ class Decoded:
             if "message_rejected" in cm:
                 s += f" rejected={cm['message_rejected']} reason={cm['reason']}"
             parts.append(s)
-        if self.icrc_ok is False:
-            parts.append("BAD-ICRC")
-        if p.kind == MALFORMED:
-            parts.append(f"MALFORMED: {p.reason}")
-        elif p.kind == NOT_ROCE:
-            parts.append(f"not RoCE ({p.reason})")
-        return " | ".join(parts) if parts else "empty"
+        return _summary_end(parts, self.icrc_ok, p)
+
+
+def _summary_end(parts: list, icrc_ok, p: Parsed) -> str:
+    """The common end of both summaries: ICRC and classification verdicts."""
+    if icrc_ok is False:
+        parts.append("BAD-ICRC")
+    if p.kind == MALFORMED:
+        parts.append(f"MALFORMED: {p.reason}")
+    elif p.kind == NOT_ROCE:
+        parts.append(f"not RoCE ({p.reason})")
+    return " | ".join(parts) if parts else "empty"
 
 
 def decode(frame) -> Decoded:
@@ -520,10 +523,4 @@ def summarize(frame, parsed: Parsed | None = None) -> str:
                     else:
                         s += f" {label}={v}"
             parts.append(s)
-    if icrc_ok is False:
-        parts.append("BAD-ICRC")
-    if p.kind == MALFORMED:
-        parts.append(f"MALFORMED: {p.reason}")
-    elif p.kind == NOT_ROCE:
-        parts.append(f"not RoCE ({p.reason})")
-    return " | ".join(parts) if parts else "empty"
+    return _summary_end(parts, icrc_ok, p)

@@ -107,8 +107,48 @@ class Pipeline:
             "flows": self.tracker.flows(),
         }
 
-    def process(self, port: int, frame: bytes, now_us: int = 0) -> list[tuple[int, bytes]]:
-        """One packet in; the list of (egress port, frame) out, in order."""
+    def process_batch(self, stimulus) -> list[tuple[list, list, str]]:
+        """Many packets: ``stimulus`` is (port, frame, now_us) items; returns, per
+        packet, (outputs, tracker events, verdict), exactly as :meth:`process`
+        would give them one by one. Classification is vectorised
+        (:mod:`ctcm.batch`); only CM MADs and host-side CE packets take the
+        per-packet path."""
+        from .batch import classify_batch
+
+        items = list(stimulus)
+        res = classify_batch([f for _p, f, _t in items])
+        kinds, l3s, ipvs, bths = res.kind.tolist(), res.l3.tolist(), res.ip_version.tolist(), res.bth.tolist()
+        c = self._counters
+        ports = self._ports
+        counter_of = {NOT_ROCE: "not_roce", MALFORMED: "malformed"}
+        out = []
+        for i, (port, frame, now_us) in enumerate(items):
+            kind = kinds[i]
+            peer = ports.get(port)
+            if peer is not None and kind != CM:
+                egress, direction = peer
+                if kind != ROCE:
+                    c["packets"] += 1
+                    c["forwarded"] += 1
+                    c[counter_of[kind]] += 1
+                    out.append(([(egress, bytes(frame))], [], f"malformed: {res.parsed(i).reason}" if kind == MALFORMED else ""))
+                    continue
+                l3 = l3s[i]
+                ce = (frame[l3 + 1] & 3 if ipvs[i] == 4 else (frame[l3 + 1] >> 4) & 3) == ECN_CE
+                if not (ce and direction == FROM_HOST and frame[bths[i]] != OPCODE_CNP):
+                    c["packets"] += 1
+                    c["forwarded"] += 1
+                    c["roce"] += 1
+                    out.append(([(egress, bytes(frame))], [], ""))
+                    continue
+            outs = self.process(port, frame, now_us, res.parsed(i))
+            out.append((outs, self.events, self.verdict))
+        return out
+
+    def process(self, port: int, frame: bytes, now_us: int = 0, parsed=None) -> list[tuple[int, bytes]]:
+        """One packet in; the list of (egress port, frame) out, in order.
+
+        ``parsed``: the frame's :func:`classify` result when the caller has it."""
         c = self._counters
         c["packets"] += 1
         self.events = []
@@ -121,7 +161,7 @@ class Pipeline:
         egress, direction = peer
         out = [(egress, bytes(frame))]
         c["forwarded"] += 1
-        p = classify(frame)
+        p = parsed if parsed is not None else classify(frame)
         kind = p.kind
         if kind == NOT_ROCE:
             c["not_roce"] += 1

@@ -429,7 +429,8 @@ class Tracker:
             parsed = classify(buf)
         if parsed.kind != CM:
             return None
-        direction = Direction(direction)
+        if direction.__class__ is not Direction:
+            direction = Direction(direction)
         self.now = now_us
         attr = parsed.attr_id
         name = _TRACKED.get(attr)
@@ -442,11 +443,13 @@ class Tracker:
         c[f"cm_{name}"] += 1
         mad = parsed.mad
         l3 = parsed.l3
+        # The peer is the destination of what the host sends, the source of what it receives.
         if parsed.ip_version == 4:
-            src, dst = _V4_PREFIX + buf[l3 + 12 : l3 + 16], _V4_PREFIX + buf[l3 + 16 : l3 + 20]
+            a = l3 + (16 if direction == FROM_HOST else 12)
+            peer_ip = _V4_PREFIX + buf[a : a + 4]
         else:
-            src, dst = bytes(buf[l3 + 8 : l3 + 24]), bytes(buf[l3 + 24 : l3 + 40])
-        peer_ip = dst if direction == FROM_HOST else src
+            a = l3 + (24 if direction == FROM_HOST else 8)
+            peer_ip = bytes(buf[a : a + 16])
         msg_local = int.from_bytes(buf[mad + _LOCAL_ID : mad + _LOCAL_ID + 4], "big")
         if name == "MRA":
             mraed = buf[mad + _MRAED] >> _MRAED_SHIFT

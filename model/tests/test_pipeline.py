@@ -110,3 +110,22 @@ def test_bad_config():
         PipelineConfig(port_pairs={1: 1})
     with pytest.raises(ValueError):
         PipelineConfig(cnp_interval_us=-1)
+
+
+@pytest.mark.parametrize("mode", ["ideal", "p4"])
+def test_batch_processing_equals_one_by_one(mode):
+    from ctcm.randgen import RandomParams, generate
+
+    stim = generate(RandomParams(seed=9, packets=3000, connections=80, concurrency=10, ce_ratio=0.2,
+                                 malformed=0.02, non_roce=0.02, ipv6=0.3))
+    items = [(s.port if i % 97 else 5, s.frame, s.t_us) for i, s in enumerate(stim)]  # a few unknown ports
+    one = Pipeline(mode=mode, cnp_interval_us=30)
+    expected = []
+    for port, f, t in items:
+        outs = one.process(port, f, t)
+        expected.append((outs, [str(e) for e in one.events], one.verdict))
+    two = Pipeline(mode=mode, cnp_interval_us=30)
+    got = [(o, [str(e) for e in ev], v) for o, ev, v in two.process_batch(items)]
+    assert got == expected
+    assert two.snapshot() == one.snapshot()
+    assert one.counters["cnp_sent"] > 10 and one.counters["tracker.new"] > 10
