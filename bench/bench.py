@@ -82,14 +82,23 @@ def big_geometry(n: int) -> Geometry:
 _OPEN_CACHE: dict[int, tuple[list, list]] = {}
 
 
-def filled_tracker(mode: str, n: int) -> tuple[Tracker, list[Conn]]:
+def snug_geometry(n: int) -> Geometry:
+    """p4 tables at about 50% load for n connections (half opened by each side)."""
+    b = 1
+    while b * 4 < n:
+        b <<= 1
+    return Geometry(active_buckets=b, active_ways=4, passive_buckets=b, passive_ways=4,
+                    flow_buckets=b * 2, flow_ways=4)
+
+
+def filled_tracker(mode: str, n: int, geometry=None) -> tuple[Tracker, list[Conn]]:
     """A tracker with n established connections (the frames are built once per n)."""
     if n not in _OPEN_CACHE:
         _OPEN_CACHE.clear()
         conns = make_conns(n)
         _OPEN_CACHE[n] = (conns, [m for c in conns for m in handshake(c)])
     conns, msgs = _OPEN_CACHE[n]
-    t = Tracker(mode=mode, **({"geometry": big_geometry(n)} if mode == "p4" else {}))
+    t = Tracker(mode=mode, **({"geometry": geometry or big_geometry(n)} if mode == "p4" else {}))
     for d, f in msgs:
         t.process(d, f)
     return t, conns
@@ -239,13 +248,15 @@ def main(argv=None) -> int:
         gc.collect()
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
-        t, cs = filled_tracker(mode, n)
+        t, cs = filled_tracker(mode, n, snug_geometry(n))
         gc.collect()
         used = tracemalloc.get_traced_memory()[0] - base
         tracemalloc.stop()
         tracked = len(t.connections())
         target = "150" if mode == "p4" else "400"
         note = f"{tracked:,} established, tracemalloc"
+        if t.counters["table_refusals"] or t.counters["flow_refusals"]:
+            note += f", {t.counters['table_refusals']} refused"
         if mode == "p4":
             note += f"; capacity {t.capacity:,} slots" if hasattr(t, "capacity") else ""
         row(f"memory per tracked connection, {mode} mode (bytes)", f"{used / tracked:,.0f}", "bytes", f"<= {target}", note)

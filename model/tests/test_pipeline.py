@@ -129,3 +129,29 @@ def test_batch_processing_equals_one_by_one(mode):
     assert got == expected
     assert two.snapshot() == one.snapshot()
     assert one.counters["cnp_sent"] > 10 and one.counters["tracker.new"] > 10
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_SEEDS = [build_cm("REQ", "10.0.0.2", "10.0.0.1", {"local_comm_id": 2, "local_qpn": 3})] + \
+    [build_cm(m, "10.0.0.2", "10.0.0.1", {"local_comm_id": 2, "remote_comm_id": 1})
+     for m in ("REP", "RTU", "DREQ", "DREP", "REJ", "MRA")] + [data("10.0.0.1", "10.0.0.2", 3)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(_SEEDS)), st.integers(1, 3), st.integers(-1, 5000),
+                          st.integers(0, 400), st.binary(max_size=64)), max_size=40))
+def test_pipeline_fuzz_accounts_for_every_packet(steps):
+    pipe = Pipeline(mode="p4", cnp_interval_us=3)
+    for t, (i, port, flip, cut, junk) in enumerate(steps):
+        f = bytearray(_SEEDS[i] if i < len(_SEEDS) else junk)
+        if f and flip >= 0:
+            f[flip % len(f)] ^= 1 << (flip % 8)
+        if cut < 200:
+            f = f[: len(f) - cut % 50]
+        pipe.process(port, bytes(f), t)
+    c = pipe.counters
+    assert c["packets"] == len(steps)
+    assert c["not_roce"] + c["roce"] + c["cm"] + c["malformed"] + c["dropped_unknown_port"] == c["packets"]
+    assert c["forwarded"] == c["packets"] - c["dropped_unknown_port"]
+    assert c["cnp_sent"] + c["cnp_suppressed"] + c["ce_untracked"] == c["ce_packets"]
