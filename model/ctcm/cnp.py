@@ -22,6 +22,9 @@ from . import headers as H
 from .icrc import icrc
 from .packet import IPPROTO_UDP, OPCODE_CNP, ROCEV2_PORT, ipv4_checksum
 
+_crc32 = zlib.crc32
+_pack_le = struct.Struct("<I").pack
+
 __all__ = ["fill_cnp_template", "generate_cnp", "CnpGenerator", "CNP_IPV4_LENGTH", "CNP_IPV6_LENGTH"]
 
 _L4_LEN = H.UDP.length + H.BTH.length + H.CNP_PAYLOAD.length + 4  # 40
@@ -152,8 +155,8 @@ class CnpGenerator:
             masked[0] |= 0x0F
             masked[1:4] = b"\xff\xff\xff"
             masked[7] = 0xFF
-        self._a0 = a0
         self._prefix = t[:a0]
+        self._prefix10 = t[:10]
         self._crc0 = zlib.crc32(ff8 + bytes(masked))
         udp = bytearray(t[a1 : a1 + 8])
         udp[6:8] = b"\xff\xff"
@@ -164,12 +167,12 @@ class CnpGenerator:
 
     def generate(self, src: bytes, dst: bytes, dqpn: int) -> bytes:
         q = dqpn.to_bytes(3, "big")
-        crc = zlib.crc32(self._mid_masked + q + self._tail, zlib.crc32(src + dst, self._crc0))
+        sd = src + dst
+        crc = _crc32(self._tail, _crc32(q, _crc32(self._mid_masked, _crc32(sd, self._crc0))))
         if self.ip_checksum:
-            s = self._csum_base + (src[0] << 8 | src[1]) + (src[2] << 8 | src[3]) + (dst[0] << 8 | dst[1]) + (dst[2] << 8 | dst[3])
+            a = int.from_bytes(sd, "big")
+            s = self._csum_base + (a >> 48) + (a >> 32 & 0xFFFF) + (a >> 16 & 0xFFFF) + (a & 0xFFFF)
             s = (s & 0xFFFF) + (s >> 16)
             s = (s & 0xFFFF) + (s >> 16)
-            prefix = self._prefix[:10] + (~s & 0xFFFF).to_bytes(2, "big")
-        else:
-            prefix = self._prefix
-        return prefix + src + dst + self._mid + q + self._tail + struct.pack("<I", crc)
+            return b"".join((self._prefix10, (~s & 0xFFFF).to_bytes(2, "big"), sd, self._mid, q, self._tail, _pack_le(crc)))
+        return b"".join((self._prefix, sd, self._mid, q, self._tail, _pack_le(crc)))
