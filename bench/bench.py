@@ -20,7 +20,7 @@ import time
 import tracemalloc
 
 from ctcm import cnp as C
-from ctcm.packet import build_cm, build_roce, classify
+from ctcm.packet import classify
 from ctcm.pipeline import Pipeline, PipelineConfig
 from ctcm.scenario import Conn, Host, cm_frame, data_frame
 from ctcm.tracker import FROM_HOST, FROM_NET, Geometry, Tracker
@@ -278,7 +278,6 @@ def mixed_trace(n: int, seed: int = 4):
     r = random.Random(seed)
     conns = make_conns(max(10, n // 60), seed=seed)
     out = []
-    cm_budget = n * 5 // 100
     pending = []
     for c in conns:
         pending += [(1 if d == FROM_HOST else 2, f) for d, f in handshake(c)]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .packet import CM, NOT_ROCE, ROCE, Parsed, classify
+from .packet import CM, ROCE, Parsed, classify
 
 __all__ = ["BatchResult", "classify_batch"]
 

@@ -11,7 +11,7 @@ Notation in each row: F(name, byte, bit, width_bits, fmt).
 
 from __future__ import annotations
 
-from .fields import FMT_BYTES, FMT_DEC, FMT_HEX, FMT_IPV4, FMT_IPV6, FMT_MAC, Field as F, Header
+from .fields import FMT_BYTES, FMT_DEC, FMT_IPV4, FMT_IPV6, FMT_MAC, Field as F, Header
 
 # --- L2 ------------------------------------------------------------------
 ETHERNET = Header("Ethernet", 14, [

@@ -20,7 +20,6 @@ paired one) whose bytes agree with it in at least half of the positions
 from __future__ import annotations
 
 import json
-import os
 import struct
 import sys
 from dataclasses import dataclass, field
