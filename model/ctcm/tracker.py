@@ -17,9 +17,11 @@ with register arrays. The flow map (remote IP, remote QPN) -> local QPN is
 filled on entering ESTABLISHED and emptied when the connection leaves
 ESTABLISHED/DREQ_SENT/DREQ_RCVD.
 
-Table modes: ``ideal`` (unbounded dicts, like the C library) and ``p4``
-(fixed BUCKETS x WAYS hash tables, CRC-32 over stated key bytes; a new entry
-whose bucket has no free way is refused). Model time is integer µs.
+Table modes: ``ideal`` (unbounded, like the C library) and ``p4`` (fixed
+BUCKETS x WAYS hash tables, CRC-32 over stated key bytes; a new entry whose
+bucket has no free way is refused). In both, a connection is one slot of
+per-field arrays, as in a v1model program's register arrays (see
+"connection storage" below). Model time is integer µs.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import zlib
+from array import array
 from dataclasses import dataclass
 
 from . import constants as K
@@ -202,103 +205,259 @@ def bucket_of(key: bytes, buckets: int) -> int:
     return zlib.crc32(key) & (buckets - 1)
 
 
-class _DictTable:
-    """ideal mode: unbounded."""
+# --- connection storage: per-field arrays indexed by slot ----------------------
+#
+# Both modes keep a connection as one *slot* in per-field arrays, the way a
+# v1model program keeps it in register arrays (one register per field, one
+# index per slot): state and flags (1 byte each), local/remote comm ID and
+# local/remote QPN (4 bytes each), timestamp (8) and remote IP (16) = 42 bytes
+# per slot, no Python object per connection. Slots [0, A) belong to the
+# ACTIVE table and [A, A + P) to the PASSIVE table. The FLOW table holds slot
+# numbers only: its key (remote IP, remote QPN) and value (local QPN) are read
+# from the connection it points to, so it costs 4 bytes per way.
+#
+# ``ideal`` mode: the arrays grow on demand and three dicts index them
+# (active: host comm ID, passive: remote IP + remote comm ID, flow: remote IP
+# + remote QPN; all unbounded). ``p4`` mode: the arrays have the fixed
+# geometry and lookups probe the WAYS slots of the key's bucket.
 
-    __slots__ = ("d",)
+F_LID = 1      # local (host) comm ID known
+F_RID = 2      # remote comm ID known
+F_FLOW = 4     # in the flow map
+F_PASSIVE = 8  # opened by the network (PASSIVE table)
 
-    def __init__(self):
-        self.d = {}
+_FREE = 0  # state value of an empty slot (State.IDLE: no connection)
 
-    def get(self, key):
-        return self.d.get(key)
+# Message codes: index into the transition array.
+MSGS = ("REQ", "REP", "RTU", "MRA(REQ)", "MRA(REP)", "DREQ", "DREP", "REJ")
+M_REQ, M_REP, M_RTU, M_MRA_REQ, M_MRA_REP, M_DREQ, M_DREP, M_REJ = range(len(MSGS))
+_M_MRA = -1
+_MSG_OF_ATTR = {H.ATTR_REQ: M_REQ, H.ATTR_MRA: _M_MRA, H.ATTR_REJ: M_REJ, H.ATTR_REP: M_REP,
+                H.ATTR_RTU: M_RTU, H.ATTR_DREQ: M_DREQ, H.ATTR_DREP: M_DREP}
+_CM_COUNTER = {a: f"cm_{n}" for a, n in _TRACKED.items()}
 
-    def insert(self, key, value, reclaimable=None) -> bool:
-        self.d[key] = value
+# (direction << 8 | message << 4 | state) -> State, SAME, GONE or None (unexpected)
+_TRANS: list = [None] * 512
+for (_d, _m, _s), _to in _TABLE.items():
+    _TRANS[int(_d) << 8 | MSGS.index(_m) << 4 | int(_s)] = _to
+_STATES = tuple(State)
+_TIMEWAIT, _ESTABLISHED = int(S.TIMEWAIT), int(S.ESTABLISHED)
+
+
+class _Slots:
+    """The per-field arrays (see above); ``grow`` appends empty slots."""
+
+    __slots__ = ("state", "flags", "lid", "rid", "lqpn", "rqpn", "ts", "ip", "n")
+
+    def __init__(self, n: int):
+        self.n = 0
+        self.state = bytearray()
+        self.flags = bytearray()
+        self.lid = array("I")
+        self.rid = array("I")
+        self.lqpn = array("I")
+        self.rqpn = array("I")
+        self.ts = array("q")
+        self.ip = bytearray()
+        self.grow(n)
+
+    def grow(self, k: int) -> None:
+        self.n += k
+        self.state.extend(bytes(k))
+        self.flags.extend(bytes(k))
+        z = bytes(4 * k)
+        for a in (self.lid, self.rid, self.lqpn, self.rqpn):
+            a.frombytes(z)
+        self.ts.frombytes(bytes(8 * k))
+        self.ip.extend(bytes(16 * k))
+
+    def nbytes(self) -> int:
+        return len(self.state) + len(self.flags) + 4 * 4 * self.n + 8 * self.n + len(self.ip)
+
+
+class _IdealIndex:
+    """ideal mode: unbounded dicts over growable slots (free slots are reused)."""
+
+    def __init__(self, slots: _Slots):
+        self.s = slots
+        self.active: dict[int, int] = {}
+        self.passive: dict[bytes, int] = {}
+        self.flows: dict[bytes, int] = {}
+        self.free: list[int] = []
+        self.n_active = self.n_passive = 0
+
+    def find_active(self, local_id: int) -> int:
+        return self.active.get(local_id, -1)
+
+    def find_passive(self, ip16: bytes, remote_id: int) -> int:
+        return self.passive.get(ip16 + remote_id.to_bytes(4, "big"), -1)
+
+    def _take(self) -> int:
+        if self.free:
+            return self.free.pop()
+        i = self.s.n
+        self.s.grow(max(16, i >> 3))
+        self.free.extend(range(self.s.n - 1, i, -1))
+        return i
+
+    def alloc_active(self, local_id: int, reclaim) -> int:
+        i = self._take()
+        self.active[local_id] = i
+        self.n_active += 1
+        return i
+
+    def alloc_passive(self, ip16: bytes, remote_id: int, reclaim) -> int:
+        i = self._take()
+        self.passive[ip16 + remote_id.to_bytes(4, "big")] = i
+        self.n_passive += 1
+        return i
+
+    def release(self, i: int) -> None:
+        s = self.s
+        if s.flags[i] & F_PASSIVE:
+            del self.passive[bytes(s.ip[16 * i : 16 * i + 16]) + s.rid[i].to_bytes(4, "big")]
+            self.n_passive -= 1
+        else:
+            del self.active[s.lid[i]]
+            self.n_active -= 1
+        s.state[i] = _FREE
+        s.flags[i] = 0
+        self.free.append(i)
+
+    def flow_find(self, ip16: bytes, qpn: int) -> int:
+        return self.flows.get(ip16 + qpn.to_bytes(3, "big"), -1)
+
+    def flow_insert(self, ip16: bytes, qpn: int, i: int) -> bool:
+        self.flows[ip16 + qpn.to_bytes(3, "big")] = i
         return True
 
-    def remove(self, key):
-        self.d.pop(key, None)
+    def flow_remove(self, ip16: bytes, qpn: int) -> None:
+        self.flows.pop(ip16 + qpn.to_bytes(3, "big"), None)
 
-    def values(self):
-        return self.d.values()
+    def occupied(self):
+        return list(self.active.values()) + list(self.passive.values())
 
-    def __len__(self):
-        return len(self.d)
+    def nbytes(self) -> int:
+        return self.s.nbytes()
 
 
-class _HashTable:
-    """p4 mode: BUCKETS x WAYS slots, slot = bucket * WAYS + way.
+class _P4Index:
+    """p4 mode: fixed BUCKETS x WAYS slots; slot = base + bucket * WAYS + way."""
 
-    ``reclaimable(value)`` tells whether an occupied slot may be taken (an
-    expired TIMEWAIT connection); the caller has already dropped it.
-    """
+    def __init__(self, slots: _Slots, g: Geometry):
+        self.s = slots
+        self.amask, self.aways = g.active_buckets - 1, g.active_ways
+        self.pmask, self.pways = g.passive_buckets - 1, g.passive_ways
+        self.pbase = g.active_buckets * g.active_ways
+        self.fmask, self.fways = g.flow_buckets - 1, g.flow_ways
+        self.flows = array("i", [-1]) * (g.flow_buckets * g.flow_ways)
+        self.n_active = self.n_passive = 0
 
-    __slots__ = ("buckets", "ways", "keys", "vals", "n")
+    def find_active(self, local_id: int) -> int:
+        base = (zlib.crc32(local_id.to_bytes(4, "big")) & self.amask) * self.aways
+        st, lid = self.s.state, self.s.lid
+        for i in range(base, base + self.aways):
+            if st[i] and lid[i] == local_id:
+                return i
+        return -1
 
-    def __init__(self, buckets: int, ways: int):
-        self.buckets, self.ways = buckets, ways
-        self.keys = [None] * (buckets * ways)
-        self.vals = [None] * (buckets * ways)
-        self.n = 0
+    def find_passive(self, ip16: bytes, remote_id: int) -> int:
+        base = self.pbase + (zlib.crc32(ip16 + remote_id.to_bytes(4, "big")) & self.pmask) * self.pways
+        s = self.s
+        st, rid, ip = s.state, s.rid, s.ip
+        for i in range(base, base + self.pways):
+            if st[i] and rid[i] == remote_id and ip[16 * i : 16 * i + 16] == ip16:
+                return i
+        return -1
 
-    def get(self, key):
-        base = (zlib.crc32(key) & (self.buckets - 1)) * self.ways
-        keys = self.keys
-        for i in range(base, base + self.ways):
-            if keys[i] == key:
-                return self.vals[i]
-        return None
+    def _alloc(self, base: int, ways: int, reclaim) -> int:
+        st = self.s.state
+        for i in range(base, base + ways):
+            if not st[i]:
+                return i
+        for i in range(base, base + ways):
+            if reclaim(i):  # an expired TIMEWAIT connection: taken over
+                return i
+        return -1
 
-    def insert(self, key, value, reclaimable=None) -> bool:
-        base = (zlib.crc32(key) & (self.buckets - 1)) * self.ways
-        keys = self.keys
-        for i in range(base, base + self.ways):
-            if keys[i] is None or keys[i] == key:
-                if keys[i] is None:
-                    self.n += 1
-                keys[i] = key
-                self.vals[i] = value
+    def alloc_active(self, local_id: int, reclaim) -> int:
+        i = self._alloc((zlib.crc32(local_id.to_bytes(4, "big")) & self.amask) * self.aways, self.aways, reclaim)
+        if i >= 0 and not self.s.state[i]:
+            self.n_active += 1
+        return i
+
+    def alloc_passive(self, ip16: bytes, remote_id: int, reclaim) -> int:
+        base = self.pbase + (zlib.crc32(ip16 + remote_id.to_bytes(4, "big")) & self.pmask) * self.pways
+        i = self._alloc(base, self.pways, reclaim)
+        if i >= 0 and not self.s.state[i]:
+            self.n_passive += 1
+        return i
+
+    def release(self, i: int) -> None:
+        s = self.s
+        if i >= self.pbase:
+            self.n_passive -= 1
+        else:
+            self.n_active -= 1
+        s.state[i] = _FREE
+        s.flags[i] = 0
+
+    def _flow_base(self, ip16: bytes, qpn: int) -> int:
+        return (zlib.crc32(ip16 + qpn.to_bytes(3, "big")) & self.fmask) * self.fways
+
+    def flow_find(self, ip16: bytes, qpn: int) -> int:
+        base = self._flow_base(ip16, qpn)
+        fl, rqpn, ip = self.flows, self.s.rqpn, self.s.ip
+        for j in range(base, base + self.fways):
+            i = fl[j]
+            if i >= 0 and rqpn[i] == qpn and ip[16 * i : 16 * i + 16] == ip16:
+                return i
+        return -1
+
+    def flow_insert(self, ip16: bytes, qpn: int, i: int) -> bool:
+        base = self._flow_base(ip16, qpn)
+        fl = self.flows
+        for j in range(base, base + self.fways):
+            if fl[j] < 0:
+                fl[j] = i
                 return True
-        if reclaimable is not None:
-            for i in range(base, base + self.ways):
-                if reclaimable(self.vals[i]):
-                    keys[i] = key
-                    self.vals[i] = value
-                    return True
         return False
 
-    def remove(self, key):
-        base = (zlib.crc32(key) & (self.buckets - 1)) * self.ways
-        for i in range(base, base + self.ways):
-            if self.keys[i] == key:
-                self.keys[i] = None
-                self.vals[i] = None
-                self.n -= 1
+    def flow_remove(self, ip16: bytes, qpn: int) -> None:
+        base = self._flow_base(ip16, qpn)
+        fl, rqpn, ip = self.flows, self.s.rqpn, self.s.ip
+        for j in range(base, base + self.fways):
+            i = fl[j]
+            if i >= 0 and rqpn[i] == qpn and ip[16 * i : 16 * i + 16] == ip16:
+                fl[j] = -1
                 return
 
-    def values(self):
-        return [v for v in self.vals if v is not None]
+    def occupied(self):
+        st = self.s.state
+        return [i for i in range(self.s.n) if st[i]]
 
-    def __len__(self):
-        return self.n
+    def nbytes(self) -> int:
+        return self.s.nbytes() + self.flows.itemsize * len(self.flows)
 
 
 class Conn:
-    """One tracked connection (lean: __slots__)."""
+    """A copy of one tracked connection, read from its slot (for snapshots)."""
 
-    __slots__ = ("local_id", "remote_ip", "remote_id", "local_qpn", "remote_qpn", "state", "ts", "flow", "passive")
+    __slots__ = ("slot", "passive", "local_id", "remote_ip", "remote_id", "local_qpn", "remote_qpn", "state", "ts",
+                 "flow")
 
-    def __init__(self, passive, local_id, remote_ip, remote_id, state, ts):
-        self.passive = passive
-        self.local_id = local_id      # None until known (passive: host REP)
-        self.remote_ip = remote_ip    # 16 bytes
-        self.remote_id = remote_id    # None until known (active: REP from net)
-        self.local_qpn = 0
-        self.remote_qpn = 0
-        self.state = state
-        self.ts = ts
-        self.flow = None              # flow key bytes while in the flow map
+    def __init__(self, s: _Slots, i: int):
+        f = s.flags[i]
+        self.slot = i
+        self.passive = bool(f & F_PASSIVE)
+        self.local_id = s.lid[i] if f & F_LID else None
+        self.remote_ip = bytes(s.ip[16 * i : 16 * i + 16])
+        self.remote_id = s.rid[i] if f & F_RID else None
+        self.local_qpn = s.lqpn[i]
+        self.remote_qpn = s.rqpn[i]
+        self.state = _STATES[s.state[i]]
+        self.ts = s.ts[i]
+        self.flow = bool(f & F_FLOW)
 
     def snapshot(self) -> dict:
         return {
@@ -310,7 +469,7 @@ class Conn:
             "local_qpn": f"{self.local_qpn:#08x}",
             "remote_qpn": f"{self.remote_qpn:#08x}",
             "since_us": self.ts,
-            "flow": self.flow is not None,
+            "flow": self.flow,
         }
 
 
@@ -320,15 +479,16 @@ class Event:
     __slots__ = ("direction", "msg", "result", "old_state", "new_state", "local_id", "remote_ip", "remote_id",
                  "flow_added", "flow_removed")
 
-    def __init__(self, direction, msg, result, old_state=None, new_state=None, conn=None):
+    def __init__(self, direction, msg, result, old_state=None, new_state=None, local_id=None, remote_ip=None,
+                 remote_id=None):
         self.direction = direction
         self.msg = msg
         self.result = result
         self.old_state = old_state
         self.new_state = new_state
-        self.local_id = conn.local_id if conn else None
-        self.remote_ip = conn.remote_ip if conn else None
-        self.remote_id = conn.remote_id if conn else None
+        self.local_id = local_id
+        self.remote_ip = remote_ip
+        self.remote_id = remote_id
         self.flow_added = None    # (remote IP 16 bytes, remote QPN, local QPN)
         self.flow_removed = None  # (remote IP 16 bytes, remote QPN)
 
@@ -378,21 +538,26 @@ class Tracker:
         self.mode = mode
         self.timewait_us = timewait_us
         self.geometry = geometry or Geometry()
-        g = self.geometry
-        if mode == "ideal":
-            self._active, self._passive, self._flows = _DictTable(), _DictTable(), _DictTable()
-        else:
-            self._active = _HashTable(g.active_buckets, g.active_ways)
-            self._passive = _HashTable(g.passive_buckets, g.passive_ways)
-            self._flows = _HashTable(g.flow_buckets, g.flow_ways)
+        self._init_tables()
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.now = 0
         self._closed = False
 
+    def _init_tables(self) -> None:
+        g = self.geometry
+        if self.mode == "ideal":
+            self._s = _Slots(0)
+            self._t = _IdealIndex(self._s)
+        else:
+            self._s = _Slots(g.active_buckets * g.active_ways + g.passive_buckets * g.passive_ways)
+            self._t = _P4Index(self._s, g)
+        self._find_active, self._find_passive = self._t.find_active, self._t.find_passive
+
     # -- lifecycle ------------------------------------------------------------
     def close(self) -> None:
         self._closed = True
-        self._active = self._passive = self._flows = _DictTable()
+        self.mode = "ideal"
+        self._init_tables()
 
     def __enter__(self):
         return self
@@ -405,6 +570,10 @@ class Tracker:
     def capacity(self) -> int | None:
         g = self.geometry
         return None if self.mode == "ideal" else g.active_buckets * g.active_ways + g.passive_buckets * g.passive_ways
+
+    def table_bytes(self) -> int:
+        """Bytes held by the connection and flow arrays (not counting ideal mode's dicts)."""
+        return self._t.nbytes()
 
     # -- parsing / processing ---------------------------------------------------
     @staticmethod
@@ -433,14 +602,14 @@ class Tracker:
             direction = Direction(direction)
         self.now = now_us
         attr = parsed.attr_id
-        name = _TRACKED.get(attr)
+        m = _MSG_OF_ATTR.get(attr)
         c = self.counters
-        if name is None:
+        if m is None:
             hname = H.CM_ATTR_NAMES.get(attr)
             c[f"cm_{hname}" if hname else "cm_other"] += 1
             c["ignored"] += 1
             return Event(direction, hname or f"attr {attr:#06x}", "ignored")
-        c[f"cm_{name}"] += 1
+        c[_CM_COUNTER[attr]] += 1
         mad = parsed.mad
         l3 = parsed.l3
         # The peer is the destination of what the host sends, the source of what it receives.
@@ -451,170 +620,190 @@ class Tracker:
             a = l3 + (24 if direction == FROM_HOST else 8)
             peer_ip = bytes(buf[a : a + 16])
         msg_local = int.from_bytes(buf[mad + _LOCAL_ID : mad + _LOCAL_ID + 4], "big")
-        if name == "MRA":
+        if m == _M_MRA:
             mraed = buf[mad + _MRAED] >> _MRAED_SHIFT
             if mraed > 1:  # MRA of a LAP (or reserved): not tracked
                 c["ignored"] += 1
                 return Event(direction, "MRA(LAP)" if mraed == 2 else f"MRA({mraed})", "ignored")
-            name = "MRA(REQ)" if mraed == 0 else "MRA(REP)"
-        if name == "REQ":
+            m = M_MRA_REQ if mraed == 0 else M_MRA_REP
+        if m == M_REQ:
             return self._req(direction, buf, mad, peer_ip, msg_local, now_us)
         msg_remote = int.from_bytes(buf[mad + _REMOTE_ID : mad + _REMOTE_ID + 4], "big")
         host_id, peer_id = (msg_local, msg_remote) if direction == FROM_HOST else (msg_remote, msg_local)
-        conn = self._lookup(host_id, peer_ip, peer_id, now_us)
-        if conn is None:
+        i = self._lookup(host_id, peer_ip, peer_id, now_us)
+        if i < 0:
             c["unknown"] += 1
-            return Event(direction, name, "unknown")
-        return self._apply(direction, name, conn, buf, mad, host_id, peer_id, now_us)
+            return Event(direction, MSGS[m], "unknown")
+        return self._apply(direction, m, i, buf, mad, host_id, peer_id, peer_ip, now_us)
 
     # -- lookups ------------------------------------------------------------------
-    def _expired(self, conn: Conn, now_us: int) -> bool:
-        return conn.state == S.TIMEWAIT and now_us - conn.ts >= self.timewait_us
+    def _expired(self, i: int, now_us: int) -> bool:
+        s = self._s
+        return s.state[i] == S.TIMEWAIT and now_us - s.ts[i] >= self.timewait_us
 
-    def _drop_expired(self, conn: Conn) -> None:
-        self._remove(conn)
+    def _drop_expired(self, i: int) -> None:
+        self._remove(i)
         self.counters["timewait_expired"] += 1
 
-    def _lookup(self, host_id: int, peer_ip: bytes, peer_id: int, now_us: int) -> Conn | None:
-        conn = self._active.get(active_key(host_id))
-        if conn is not None and conn.remote_ip == peer_ip and conn.remote_id in (None, peer_id):
-            if self._expired(conn, now_us):
-                self._drop_expired(conn)
-                return None
-            return conn
-        conn = self._passive.get(passive_key(peer_ip, peer_id))
-        if conn is not None and conn.local_id in (None, host_id):
-            if self._expired(conn, now_us):
-                self._drop_expired(conn)
-                return None
-            return conn
-        return None
+    def _lookup(self, host_id: int, peer_ip: bytes, peer_id: int, now_us: int) -> int:
+        s = self._s
+        i = self._find_active(host_id)
+        if i >= 0:
+            f = s.flags[i]
+            if s.ip[16 * i : 16 * i + 16] == peer_ip and (not f & F_RID or s.rid[i] == peer_id):
+                if s.state[i] == _TIMEWAIT and now_us - s.ts[i] >= self.timewait_us:
+                    self._drop_expired(i)
+                    return -1
+                return i
+        i = self._find_passive(peer_ip, peer_id)
+        if i >= 0 and (not s.flags[i] & F_LID or s.lid[i] == host_id):
+            if s.state[i] == _TIMEWAIT and now_us - s.ts[i] >= self.timewait_us:
+                self._drop_expired(i)
+                return -1
+            return i
+        return -1
+
+    def _ids(self, i: int):
+        s = self._s
+        f = s.flags[i]
+        return (s.lid[i] if f & F_LID else None, bytes(s.ip[16 * i : 16 * i + 16]), s.rid[i] if f & F_RID else None)
 
     # -- transitions --------------------------------------------------------------
     def _req(self, direction, buf, mad, peer_ip, msg_local, now_us) -> Event:
         c = self.counters
-        if direction == FROM_HOST:
-            table, key = self._active, active_key(msg_local)
-        else:
-            table, key = self._passive, passive_key(peer_ip, msg_local)
-        conn = table.get(key)
-        if conn is not None and direction == FROM_HOST and conn.remote_ip != peer_ip:
+        s, t = self._s, self._t
+        host = direction == FROM_HOST
+        i = t.find_active(msg_local) if host else t.find_passive(peer_ip, msg_local)
+        if i >= 0 and host and s.ip[16 * i : 16 * i + 16] != peer_ip:
             # The same local comm ID towards another peer: not this connection.
             c["unexpected"] += 1
-            return Event(direction, "REQ", "unexpected", conn.state, conn.state, conn)
-        if conn is not None and self._expired(conn, now_us):
-            self._drop_expired(conn)
-            conn = None
-        if conn is not None:
-            return self._apply(direction, "REQ", conn, buf, mad, None, None, now_us)
+            st = _STATES[s.state[i]]
+            return Event(direction, "REQ", "unexpected", st, st, *self._ids(i))
+        if i >= 0 and self._expired(i, now_us):
+            self._drop_expired(i)
+            i = -1
+        if i >= 0:
+            return self._apply(direction, M_REQ, i, buf, mad, None, None, peer_ip, now_us)
         qpn = int.from_bytes(buf[mad + _REQ_QPN : mad + _REQ_QPN + 3], "big")
-        if direction == FROM_HOST:
-            conn = Conn(False, msg_local, peer_ip, None, S.REQ_SENT, now_us)
-            conn.local_qpn = qpn
-        else:
-            conn = Conn(True, None, peer_ip, msg_local, S.REQ_RCVD, now_us)
-            conn.remote_qpn = qpn
-        if not table.insert(key, conn, self._reclaim_fn(now_us)):
+        reclaim = None if self.mode == "ideal" else (lambda j: self._reclaim(j, now_us))
+        i = t.alloc_active(msg_local, reclaim) if host else t.alloc_passive(peer_ip, msg_local, reclaim)
+        if i < 0:
             c["table_refusals"] += 1
             c["refused"] += 1
-            return Event(direction, "REQ", "refused", None, None, conn)
+            if host:
+                return Event(direction, "REQ", "refused", None, None, msg_local, peer_ip, None)
+            return Event(direction, "REQ", "refused", None, None, None, peer_ip, msg_local)
+        s.ip[16 * i : 16 * i + 16] = peer_ip
+        s.ts[i] = now_us
+        if host:
+            s.state[i] = S.REQ_SENT
+            s.flags[i] = F_LID
+            s.lid[i], s.rid[i], s.lqpn[i], s.rqpn[i] = msg_local, 0, qpn, 0
+            c["new"] += 1
+            return Event(direction, "REQ", "new", None, S.REQ_SENT, msg_local, peer_ip, None)
+        s.state[i] = S.REQ_RCVD
+        s.flags[i] = F_RID | F_PASSIVE
+        s.lid[i], s.rid[i], s.lqpn[i], s.rqpn[i] = 0, msg_local, 0, qpn
         c["new"] += 1
-        return Event(direction, "REQ", "new", None, conn.state, conn)
+        return Event(direction, "REQ", "new", None, S.REQ_RCVD, None, peer_ip, msg_local)
 
-    def _reclaim_fn(self, now_us):
-        if self.mode == "ideal":
-            return None
+    def _reclaim(self, i: int, now_us: int) -> bool:
+        if self._expired(i, now_us):
+            self.counters["timewait_expired"] += 1
+            return True
+        return False
 
-        def reclaim(conn):
-            if conn is not None and self._expired(conn, now_us):
-                self.counters["timewait_expired"] += 1
-                return True
-            return False
-
-        return reclaim
-
-    def _apply(self, direction, name, conn, buf, mad, host_id, peer_id, now_us) -> Event:
+    def _apply(self, direction, m, i, buf, mad, host_id, peer_id, peer_ip, now_us) -> Event:
+        """Apply the TRANSITIONS row of (direction, message, state) to slot i
+        (whose remote IP is ``peer_ip``: the lookup matched it)."""
         c = self.counters
-        old = conn.state
-        to = _TABLE.get((direction, name, old))
-        if to is None:
-            c["unexpected"] += 1
-            return Event(direction, name, "unexpected", old, old, conn)
-        if to is SAME:
-            c["retransmission"] += 1
-            return Event(direction, name, "retransmission", old, old, conn)
-        ev = Event(direction, name, "transition", old, to, conn)
+        s = self._s
+        old = _STATES[s.state[i]]
+        to = _TRANS[direction << 8 | m << 4 | old]
+        if to is None or to is SAME:
+            f = s.flags[i]
+            r = "unexpected" if to is None else "retransmission"
+            c[r] += 1
+            return Event(direction, MSGS[m], r, old, old, s.lid[i] if f & F_LID else None, peer_ip,
+                         s.rid[i] if f & F_RID else None)
         if to is GONE:
-            ev.flow_removed = self._remove(conn)
+            f = s.flags[i]
+            ev = Event(direction, MSGS[m], "transition", old, to, s.lid[i] if f & F_LID else None, peer_ip,
+                       s.rid[i] if f & F_RID else None)
+            ev.flow_removed = self._remove(i)
             c["transition"] += 1
             return ev
         # Records made by the message.
-        if name == "REP":
+        if m == M_REP:
             qpn = int.from_bytes(buf[mad + _REP_QPN : mad + _REP_QPN + 3], "big")
             if direction == FROM_HOST:
-                conn.local_qpn = qpn
-                conn.local_id = host_id
+                s.lqpn[i] = qpn
+                s.lid[i] = host_id
+                s.flags[i] |= F_LID
             else:
-                conn.remote_qpn = qpn
-                conn.remote_id = peer_id
-        conn.state = to
-        conn.ts = now_us
-        if to == S.ESTABLISHED:
-            ev.flow_added = self._flow_insert(conn)
-        elif to == S.TIMEWAIT:
-            ev.flow_removed = self._flow_remove(conn)
-        ev.local_id, ev.remote_id = conn.local_id, conn.remote_id
+                s.rqpn[i] = qpn
+                s.rid[i] = peer_id
+                s.flags[i] |= F_RID
+        s.state[i] = to
+        s.ts[i] = now_us
+        f = s.flags[i]
+        ev = Event(direction, MSGS[m], "transition", old, to, s.lid[i] if f & F_LID else None, peer_ip,
+                   s.rid[i] if f & F_RID else None)
+        if to == _ESTABLISHED:
+            ev.flow_added = self._flow_insert(i)
+        elif to == _TIMEWAIT:
+            ev.flow_removed = self._flow_remove(i)
         c["transition"] += 1
         return ev
 
-    def _flow_insert(self, conn: Conn):
+    def _flow_insert(self, i: int):
         c = self.counters
-        if not conn.local_qpn or not conn.remote_qpn:
+        s = self._s
+        lq, rq = s.lqpn[i], s.rqpn[i]
+        if not lq or not rq:
             c["flow_zero_qpn"] += 1
             return None
-        key = flow_key(conn.remote_ip, conn.remote_qpn)
-        if self._flows.get(key) is not None:
+        ip = bytes(s.ip[16 * i : 16 * i + 16])
+        if self._t.flow_find(ip, rq) >= 0:
             c["flow_conflicts"] += 1
             c["flow_refusals"] += 1
             return None
-        if not self._flows.insert(key, conn.local_qpn):
+        if not self._t.flow_insert(ip, rq, i):
             c["flow_refusals"] += 1
             return None
-        conn.flow = key
+        s.flags[i] |= F_FLOW
         c["flow_inserts"] += 1
-        return (conn.remote_ip, conn.remote_qpn, conn.local_qpn)
+        return (ip, rq, lq)
 
-    def _flow_remove(self, conn: Conn):
-        if conn.flow is None:
+    def _flow_remove(self, i: int):
+        s = self._s
+        if not s.flags[i] & F_FLOW:
             return None
-        self._flows.remove(conn.flow)
-        conn.flow = None
+        ip, rq = bytes(s.ip[16 * i : 16 * i + 16]), s.rqpn[i]
+        self._t.flow_remove(ip, rq)
+        s.flags[i] &= ~F_FLOW
         self.counters["flow_removals"] += 1
-        return (conn.remote_ip, conn.remote_qpn)
+        return (ip, rq)
 
-    def _remove(self, conn: Conn):
-        removed = self._flow_remove(conn)
-        if conn.passive:
-            self._passive.remove(passive_key(conn.remote_ip, conn.remote_id))
-        else:
-            self._active.remove(active_key(conn.local_id))
+    def _remove(self, i: int):
+        removed = self._flow_remove(i)
+        self._t.release(i)
         self.counters["removed"] += 1
         return removed
 
     def expire(self, now_us: int) -> int:
         """Remove TIMEWAIT connections whose time is up; returns how many."""
-        gone = [x for t in (self._active, self._passive) for x in t.values() if self._expired(x, now_us)]
-        for x in gone:
-            self._drop_expired(x)
+        gone = [i for i in self._t.occupied() if self._expired(i, now_us)]
+        for i in gone:
+            self._drop_expired(i)
         return len(gone)
 
     # -- queries ---------------------------------------------------------------------
     def query(self, ip, dqpn: int) -> int:
         """Local QPN sending to (remote IP, remote QPN); 0 when unknown. ``ip`` packed, 4 or 16 bytes."""
-        if len(ip) == 4:
-            ip = _V4_PREFIX + ip
-        v = self._flows.get(bytes(ip) + dqpn.to_bytes(3, "big"))
-        return v or 0
+        ip = _V4_PREFIX + ip if len(ip) == 4 else bytes(ip)
+        i = self._t.flow_find(ip, dqpn)
+        return self._s.lqpn[i] if i >= 0 else 0
 
     def query_ipv4(self, dest_ip, dest_qpn: int) -> int:
         """C: ``ctcm_query_ipv4(ctx, dest_ip, dqpn)``; dest_ip as str, int or 4 bytes."""
@@ -627,8 +816,8 @@ class Tracker:
         return self.query(normalize_ip(dest_ip), dest_qpn & 0xFFFFFF)
 
     # -- snapshots ----------------------------------------------------------------------
-    def _conns(self):
-        return list(self._active.values()) + list(self._passive.values())
+    def _conns(self) -> list[Conn]:
+        return [Conn(self._s, i) for i in self._t.occupied()]
 
     def connections(self) -> list[dict]:
         rows = [x.snapshot() for x in self._conns()]
@@ -638,13 +827,13 @@ class Tracker:
     def flows(self) -> list[dict]:
         rows = [
             {"remote_ip": _ip_str(x.remote_ip), "remote_qpn": f"{x.remote_qpn:#08x}", "local_qpn": f"{x.local_qpn:#08x}"}
-            for x in self._conns() if x.flow is not None
+            for x in self._conns() if x.flow
         ]
         rows.sort(key=lambda r: (r["remote_ip"], r["remote_qpn"]))
         return rows
 
     def __len__(self) -> int:
-        return len(self._active) + len(self._passive)
+        return self._t.n_active + self._t.n_passive
 
 
 def create(**kw) -> Tracker:
