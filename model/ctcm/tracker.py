@@ -235,6 +235,7 @@ _M_MRA = -1
 _MSG_OF_ATTR = {H.ATTR_REQ: M_REQ, H.ATTR_MRA: _M_MRA, H.ATTR_REJ: M_REJ, H.ATTR_REP: M_REP,
                 H.ATTR_RTU: M_RTU, H.ATTR_DREQ: M_DREQ, H.ATTR_DREP: M_DREP}
 _CM_COUNTER = {a: f"cm_{n}" for a, n in _TRACKED.items()}
+_QPN_AT = {H.ATTR_REQ: _REQ_QPN, H.ATTR_REP: _REP_QPN}  # MAD offset of the QPN a message records
 
 # (direction << 8 | message << 4 | state) -> State, SAME, GONE or None (unexpected)
 _TRANS: list = [None] * 512
@@ -600,16 +601,7 @@ class Tracker:
             return None
         if direction.__class__ is not Direction:
             direction = Direction(direction)
-        self.now = now_us
         attr = parsed.attr_id
-        m = _MSG_OF_ATTR.get(attr)
-        c = self.counters
-        if m is None:
-            hname = H.CM_ATTR_NAMES.get(attr)
-            c[f"cm_{hname}" if hname else "cm_other"] += 1
-            c["ignored"] += 1
-            return Event(direction, hname or f"attr {attr:#06x}", "ignored")
-        c[_CM_COUNTER[attr]] += 1
         mad = parsed.mad
         l3 = parsed.l3
         # The peer is the destination of what the host sends, the source of what it receives.
@@ -619,22 +611,61 @@ class Tracker:
         else:
             a = l3 + (24 if direction == FROM_HOST else 8)
             peer_ip = bytes(buf[a : a + 16])
-        msg_local = int.from_bytes(buf[mad + _LOCAL_ID : mad + _LOCAL_ID + 4], "big")
+        q = _QPN_AT.get(attr)
+        return self.track(direction, attr, peer_ip,
+                          int.from_bytes(buf[mad + _LOCAL_ID : mad + _LOCAL_ID + 4], "big"),
+                          int.from_bytes(buf[mad + _REMOTE_ID : mad + _REMOTE_ID + 4], "big"),
+                          int.from_bytes(buf[mad + q : mad + q + 3], "big") if q else 0,
+                          buf[mad + _MRAED] >> _MRAED_SHIFT if attr == H.ATTR_MRA else 0,
+                          now_us)
+
+    def process_batch(self, directions, frames, now_us=0) -> list[Event | None]:
+        """Many frames at once: the same events as :meth:`process` one by one.
+
+        ``directions``: one Direction for all frames or one per frame;
+        ``now_us``: one time or one per frame. Classification and field
+        extraction are vectorised (numpy); only the table work is per message.
+        """
+        frames = list(frames)
+        n = len(frames)
+        dirs = [Direction(directions)] * n if isinstance(directions, int) else [Direction(d) for d in directions]
+        times = [now_us] * n if isinstance(now_us, int) else list(now_us)
+        out: list[Event | None] = [None] * n
+        f = _cm_fields_batch(frames, dirs)
+        track = self.track
+        for i, attr, ip, loc, rem, qpn, mraed in zip(f.index, f.attr, f.peer_ip, f.local_id, f.remote_id, f.qpn,
+                                                    f.mraed):
+            out[i] = track(dirs[i], attr, ip, loc, rem, qpn, mraed, times[i])
+        return out
+
+    def track(self, direction, attr: int, peer_ip: bytes, msg_local: int, msg_remote: int, qpn: int, mraed: int,
+              now_us: int) -> Event:
+        """The state machine on the fields of one CM message (what the P4
+        parser extracts): attribute ID, the peer's IP (16 bytes, IPv4-mapped),
+        the message's local and remote comm IDs, the QPN of a REQ or REP (else
+        0) and the MRA's "message MRAed" (else 0)."""
+        self.now = now_us
+        m = _MSG_OF_ATTR.get(attr)
+        c = self.counters
+        if m is None:
+            hname = H.CM_ATTR_NAMES.get(attr)
+            c[f"cm_{hname}" if hname else "cm_other"] += 1
+            c["ignored"] += 1
+            return Event(direction, hname or f"attr {attr:#06x}", "ignored")
+        c[_CM_COUNTER[attr]] += 1
         if m == _M_MRA:
-            mraed = buf[mad + _MRAED] >> _MRAED_SHIFT
             if mraed > 1:  # MRA of a LAP (or reserved): not tracked
                 c["ignored"] += 1
                 return Event(direction, "MRA(LAP)" if mraed == 2 else f"MRA({mraed})", "ignored")
             m = M_MRA_REQ if mraed == 0 else M_MRA_REP
         if m == M_REQ:
-            return self._req(direction, buf, mad, peer_ip, msg_local, now_us)
-        msg_remote = int.from_bytes(buf[mad + _REMOTE_ID : mad + _REMOTE_ID + 4], "big")
+            return self._req(direction, peer_ip, msg_local, qpn, now_us)
         host_id, peer_id = (msg_local, msg_remote) if direction == FROM_HOST else (msg_remote, msg_local)
         i = self._lookup(host_id, peer_ip, peer_id, now_us)
         if i < 0:
             c["unknown"] += 1
             return Event(direction, MSGS[m], "unknown")
-        return self._apply(direction, m, i, buf, mad, host_id, peer_id, peer_ip, now_us)
+        return self._apply(direction, m, i, qpn, host_id, peer_id, peer_ip, now_us)
 
     # -- lookups ------------------------------------------------------------------
     def _expired(self, i: int, now_us: int) -> bool:
@@ -669,7 +700,7 @@ class Tracker:
         return (s.lid[i] if f & F_LID else None, bytes(s.ip[16 * i : 16 * i + 16]), s.rid[i] if f & F_RID else None)
 
     # -- transitions --------------------------------------------------------------
-    def _req(self, direction, buf, mad, peer_ip, msg_local, now_us) -> Event:
+    def _req(self, direction, peer_ip, msg_local, qpn, now_us) -> Event:
         c = self.counters
         s, t = self._s, self._t
         host = direction == FROM_HOST
@@ -683,8 +714,7 @@ class Tracker:
             self._drop_expired(i)
             i = -1
         if i >= 0:
-            return self._apply(direction, M_REQ, i, buf, mad, None, None, peer_ip, now_us)
-        qpn = int.from_bytes(buf[mad + _REQ_QPN : mad + _REQ_QPN + 3], "big")
+            return self._apply(direction, M_REQ, i, qpn, None, None, peer_ip, now_us)
         reclaim = None if self.mode == "ideal" else (lambda j: self._reclaim(j, now_us))
         i = t.alloc_active(msg_local, reclaim) if host else t.alloc_passive(peer_ip, msg_local, reclaim)
         if i < 0:
@@ -713,7 +743,7 @@ class Tracker:
             return True
         return False
 
-    def _apply(self, direction, m, i, buf, mad, host_id, peer_id, peer_ip, now_us) -> Event:
+    def _apply(self, direction, m, i, qpn, host_id, peer_id, peer_ip, now_us) -> Event:
         """Apply the TRANSITIONS row of (direction, message, state) to slot i
         (whose remote IP is ``peer_ip``: the lookup matched it)."""
         c = self.counters
@@ -735,7 +765,6 @@ class Tracker:
             return ev
         # Records made by the message.
         if m == M_REP:
-            qpn = int.from_bytes(buf[mad + _REP_QPN : mad + _REP_QPN + 3], "big")
             if direction == FROM_HOST:
                 s.lqpn[i] = qpn
                 s.lid[i] = host_id
@@ -834,6 +863,54 @@ class Tracker:
 
     def __len__(self) -> int:
         return self._t.n_active + self._t.n_passive
+
+
+def _cm_fields_batch(frames: list, dirs: list):
+    """The fields :meth:`Tracker.track` takes, for every CM MAD of a batch
+    (numpy gathers over the frames' first bytes; the offsets come from
+    :func:`ctcm.batch.classify_batch`, identical to :func:`classify`)."""
+    import numpy as np
+
+    from .batch import classify_batch
+
+    res = classify_batch(frames)
+    idx = np.flatnonzero(res.kind == CM)
+    k = len(idx)
+    out = {"index": idx.tolist()}
+    if not k:
+        return _Fields(index=[], attr=[], peer_ip=[], local_id=[], remote_id=[], qpn=[], mraed=[])
+    mad, l3, attr = res.mad[idx], res.l3[idx], res.attr_id[idx]
+    v4 = res.ip_version[idx] == 4
+    host = np.array([dirs[i] == FROM_HOST for i in out["index"]])
+    ipoff = np.where(v4, l3 + np.where(host, 16, 12), l3 + np.where(host, 24, 8))
+    width = int(mad.max()) + max(_LOCAL_ID, _REMOTE_ID, _REQ_QPN, _REP_QPN, _MRAED) + 4
+    raw = b"".join([frames[i][:width] for i in out["index"]])
+    m = np.frombuffer(raw, np.uint8).reshape(k, width)
+    rows = np.arange(k)[:, None]
+
+    def u(off, nbytes):
+        g = m[rows, off[:, None] + np.arange(nbytes)].astype(np.int64)
+        v = g[:, 0]
+        for j in range(1, nbytes):
+            v = v << 8 | g[:, j]
+        return v
+
+    ip = np.zeros((k, 16), np.uint8)
+    ip[:, 10:12] = 0xFF
+    ip[v4, 12:] = m[rows[v4], ipoff[v4, None] + np.arange(4)]
+    ip[~v4] = m[rows[~v4], ipoff[~v4, None] + np.arange(16)]
+    ipb = ip.tobytes()
+    q_off = np.where(attr == H.ATTR_REQ, mad + _REQ_QPN, mad + _REP_QPN)
+    qpn = np.where((attr == H.ATTR_REQ) | (attr == H.ATTR_REP), u(q_off, 3), 0)
+    mraed = np.where(attr == H.ATTR_MRA, m[np.arange(k), mad + _MRAED] >> _MRAED_SHIFT, 0)
+    return _Fields(index=out["index"], attr=attr.tolist(), peer_ip=[ipb[16 * j : 16 * j + 16] for j in range(k)],
+                   local_id=u(mad + _LOCAL_ID, 4).tolist(), remote_id=u(mad + _REMOTE_ID, 4).tolist(),
+                   qpn=qpn.tolist(), mraed=mraed.tolist())
+
+
+class _Fields:
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
 
 
 def create(**kw) -> Tracker:
