@@ -556,9 +556,11 @@ class Tracker:
 
     # -- lifecycle ------------------------------------------------------------
     def close(self) -> None:
+        """C: ``ctcm_destroy``: frees the tables (an empty, unbounded index remains)."""
         self._closed = True
-        self.mode = "ideal"
-        self._init_tables()
+        self._s = _Slots(0)
+        self._t = _IdealIndex(self._s)
+        self._find_active, self._find_passive = self._t.find_active, self._t.find_passive
 
     def __enter__(self):
         return self
