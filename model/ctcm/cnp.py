@@ -168,7 +168,7 @@ class CnpGenerator:
     def generate(self, src: bytes, dst: bytes, dqpn: int) -> bytes:
         q = dqpn.to_bytes(3, "big")
         sd = src + dst
-        crc = _crc32(self._tail, _crc32(q, _crc32(self._mid_masked, _crc32(sd, self._crc0))))
+        crc = _crc32(b"".join((sd, self._mid_masked, q, self._tail)), self._crc0)
         if self.ip_checksum:
             a = int.from_bytes(sd, "big")
             s = self._csum_base + (a >> 48) + (a >> 32 & 0xFFFF) + (a >> 16 & 0xFFFF) + (a & 0xFFFF)
