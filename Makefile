@@ -33,7 +33,7 @@ bench: $(STAMP)
 	$(PY) bench/bench.py --out BENCHMARKS.md
 
 soak: $(STAMP)
-	$(PY) bench/soak.py
+	$(PY) bench/soak.py --out SOAK.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info model/*.egg-info .pytest_cache
