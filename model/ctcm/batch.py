@@ -15,14 +15,17 @@ import numpy as np
 
 from .packet import CM, ROCE, Parsed, classify
 
-__all__ = ["BatchResult", "classify_batch"]
+__all__ = ["BatchResult", "Scratch", "classify_batch"]
 
 W = 144  # bytes looked at per frame: 18 (L2) + 60 (IPv4 max) + 8 + 12 + 8 + 24 = 130
 
 
 class BatchResult:
     """Per-frame arrays (int64): kind, l3, ip_version, l4, bth, mad, end, attr_id; plus
-    ``parsed(i)`` for a :class:`Parsed` (reasons for the frames the reference classified)."""
+    ``parsed(i)`` for a :class:`Parsed` (reasons for the frames the reference classified).
+
+    :meth:`byte` reads header bytes (the first W of every frame, 0 past a
+    frame's end) without going back to the frames; ``length``: the frames' lengths."""
 
     def __init__(self, n):
         self.kind = np.zeros(n, np.int64)
@@ -34,15 +37,58 @@ class BatchResult:
         self.end = np.full(n, -1, np.int64)
         self.attr_id = np.zeros(n, np.int64)
         self.reference: dict[int, Parsed] = {}
+        self.length = np.zeros(n, np.int64)
+        self._cols = _Cols(np.zeros(W, np.uint8), np.zeros(n, np.int64))
 
     def __len__(self):
         return len(self.kind)
+
+    def byte(self, idx, off):
+        """uint8 array: byte ``off`` (0 <= off < W; an int or an array like idx) of
+        the frames ``idx`` (an index array); 0 past a frame's end."""
+        return self._cols.buf[self._cols.start[idx] + off]
+
+    def parsed_list(self, idx) -> list[Parsed]:
+        """``[self.parsed(i) for i in idx]`` (idx: a list or range of indices), faster."""
+        idx = list(idx)
+        if not idx:
+            return []
+        cols = [a[idx].tolist() for a in (self.kind, self.l3, self.ip_version, self.l4, self.bth,
+                                           self.mad, self.end, self.attr_id)]
+        ref = self.reference
+        return [ref[i] if i in ref else Parsed(k, "", l3, v, l4, b, m, e, a)
+                for i, k, l3, v, l4, b, m, e, a in zip(idx, *cols)]
 
     def parsed(self, i: int) -> Parsed:
         if i in self.reference:
             return self.reference[i]
         return Parsed(int(self.kind[i]), "", int(self.l3[i]), int(self.ip_version[i]), int(self.l4[i]),
                       int(self.bth[i]), int(self.mad[i]), int(self.end[i]), int(self.attr_id[i]))
+
+
+class _Cols:
+    """The frames' first W bytes, zero padded, as columns: ``cols[:, off]`` is the
+    uint8 array of byte ``off`` of every frame (what ``matrix[:, off]`` of an
+    (n, W) matrix of the padded frames would be). ``buf`` holds the frames one
+    after the other, each followed by enough zero bytes to have W readable bytes
+    (W minus the shortest frame's length); ``start``: where each frame begins.
+    ``cols[idx]``: the same for the frames ``idx``."""
+
+    __slots__ = ("buf", "start", "_pos")
+
+    def __init__(self, buf, start):
+        self.buf = buf
+        self.start = start
+        self._pos = None  # scratch index array, reused (no allocation per column)
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple):
+            rows, off = key
+            assert rows == slice(None) and 0 <= off < W
+            if self._pos is None:
+                self._pos = np.empty_like(self.start)
+            return self.buf.take(np.add(self.start, off, out=self._pos))
+        return _Cols(self.buf, self.start[key])
 
 
 def _u16(sub, off):
@@ -80,16 +126,65 @@ def _group(sub, length, l3: int, l4: int, v4: bool, idx, res: BatchResult, clean
     res.attr_id[idx] = np.where(cm, _u16(sub, mad + 16), 0)
 
 
-def classify_batch(frames) -> BatchResult:
+class Scratch:
+    """A reusable buffer for :func:`classify_batch`: big batches then copy the
+    frames into memory already mapped instead of a fresh multi-megabyte block per
+    call (page faults are a good part of the cost otherwise). A
+    :class:`BatchResult` made with a scratch reads its header bytes from it: its
+    :meth:`~BatchResult.byte` is valid until the next call with the same scratch
+    (the other fields stay valid)."""
+
+    __slots__ = ("buf",)
+
+    def __init__(self):
+        self.buf = np.zeros(0, np.uint8)
+
+
+_CHUNK = 256  # frames per join when filling a scratch buffer
+
+
+def _pack(frames: list, gap: int, total: int, scratch: Scratch | None):
+    """The frames one after the other, each followed by ``gap`` zero bytes
+    (``total`` bytes), as a uint8 array."""
+    sep = bytes(gap)
+    if scratch is None:
+        frames.append(b"")  # the gap after the last frame too
+        try:
+            return np.frombuffer(sep.join(frames), np.uint8)
+        finally:
+            frames.pop()
+    if scratch.buf.size < total:
+        scratch.buf = np.empty(total + total // 4, np.uint8)
+    buf = scratch.buf
+    pos = 0
+    for a in range(0, len(frames), _CHUNK):
+        chunk = frames[a : a + _CHUNK]
+        chunk.append(b"")
+        raw = sep.join(chunk)
+        buf[pos : pos + len(raw)] = np.frombuffer(raw, np.uint8)
+        pos += len(raw)
+    assert pos == total
+    return buf[:total]
+
+
+def classify_batch(frames, scratch: Scratch | None = None) -> BatchResult:
+    """:func:`classify` of every frame (see the module doc); ``scratch``: see
+    :class:`Scratch`."""
     frames = list(frames)
     n = len(frames)
     res = BatchResult(n)
     if n == 0:
         return res
-    zero = b"\0"
-    raw = b"".join([f[:W].ljust(W, zero) for f in frames])
-    b = np.frombuffer(raw, np.uint8).reshape(n, W)
+    # Frames one after the other, each followed by enough zero bytes to make W:
+    # byte `off` < W of frame i is buf[start[i] + off], 0 past the frame's end (as
+    # if every frame were padded to W bytes). One join, no per-frame copies.
     length = np.fromiter(map(len, frames), np.int64, n)
+    gap = max(0, W - int(length.min()))
+    buf = _pack(frames, gap, int(length.sum()) + n * gap, scratch)
+    start = np.zeros(n, np.int64)
+    np.cumsum(length[:-1] + gap, out=start[1:])
+    b = _Cols(buf, start)
+    res.length, res._cols = length, b
     # Frames are grouped by header layout (L3 offset, IP version, IPv4 IHL): within
     # a group every field sits at a fixed column, so the checks are column slices.
     et = b[:, 12].astype(np.int32) << 8 | b[:, 13]
@@ -100,7 +195,9 @@ def classify_batch(frames) -> BatchResult:
     key = np.where(et == 0x0800, 40000 + (vihl & 0x0F).astype(np.int32) * 400,
                    np.where(et == 0x86DD, 64000, -100)) + np.where(vlan, 18, 14)
     clean = np.zeros(n, bool)
-    for k in np.unique(key).tolist():
+    k0 = int(key[0])
+    same = bool((key == k0).all())  # the usual case: one layout
+    for k in [k0] if same else np.unique(key).tolist():
         if k < 40000:
             continue  # not IP: the reference classifier says why
         l3, hlen, v4 = k % 100, (k // 100) % 100, k < 60000
@@ -109,10 +206,10 @@ def classify_batch(frames) -> BatchResult:
         l4 = l3 + hlen
         if l4 + 8 + 12 + 8 + 24 > W:
             continue
-        sel = key == k
-        if sel.all():  # the usual case: one layout, no copies
+        if same:  # no copies
             _group(b, length, l3, l4, v4, slice(None), res, clean)
         else:
+            sel = key == k
             idx = np.flatnonzero(sel)
             _group(b[idx], length[idx], l3, l4, v4, idx, res, clean)
     for i in np.flatnonzero(~clean).tolist():

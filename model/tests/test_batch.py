@@ -52,3 +52,44 @@ def test_clean_frames_take_the_vector_path():
     assert res.reference == {}
     assert list(res.kind[:50]) == [1] * 50 and list(res.attr_id[50:]) == [0x14] * 10
     assert classify_batch([]).kind.size == 0
+
+
+def test_frame_lengths_types_and_header_bytes():
+    """Long frames only (no gap between frames), empty frames, bytearray/memoryview
+    frames; byte() reads the frames' bytes (0 past the end); parsed_list == parsed."""
+    import numpy as np
+
+    from ctcm.batch import W
+
+    long = [build_roce("10.0.0.1", "10.0.0.2", {"opcode": 4, "dqpn": i}, bytes(200), ecn=i % 4) for i in range(20)]
+    short = corpus(7, 200) + [b"", b"\x08"]
+    for frames in (long, short + long, [bytearray(f) for f in short], [memoryview(f) for f in long + short]):
+        res = classify_batch(frames)
+        assert [res.parsed(i) for i in range(len(frames))] == [classify(bytes(f)) for f in frames]
+        assert res.parsed_list(range(len(frames))) == [res.parsed(i) for i in range(len(frames))]
+        idx = np.arange(len(frames))
+        for off in (0, 1, 15, 60, 143):
+            want = [f[off] if off < len(f) else 0 for f in frames]
+            assert res.byte(idx, off).tolist() == want
+        offs = np.array([i % W for i in range(len(frames))])
+        assert res.byte(idx, offs).tolist() == [f[o] if o < len(f) else 0 for f, o in zip(frames, offs.tolist())]
+        assert res.length.tolist() == [len(f) for f in frames]
+
+
+def test_scratch_buffer_gives_the_same_results():
+    import numpy as np
+
+    from ctcm.batch import Scratch
+
+    scratch = Scratch()
+    for seed, n in ((1, 50), (2, 700), (3, 20), (4, 1000), (5, 1)):
+        frames = corpus(seed, n)
+        if seed == 4:
+            frames = [f + bytes(300) for f in frames]  # no gap, bigger than before
+        res = classify_batch(frames, scratch)
+        plain = classify_batch(frames)
+        assert [res.parsed(i) for i in range(n)] == [classify(f) for f in frames]
+        idx = np.arange(n)
+        for off in (0, 14, 23, 100, 143):
+            assert res.byte(idx, off).tolist() == plain.byte(idx, off).tolist() == \
+                [f[off] if off < len(f) else 0 for f in frames]
