@@ -50,6 +50,7 @@ class Direction(enum.IntEnum):
 
 FROM_HOST = Direction.FROM_HOST
 FROM_NET = Direction.FROM_NET
+_DIRECTIONS = {0: FROM_HOST, 1: FROM_NET}
 
 
 class State(enum.IntEnum):
@@ -630,7 +631,13 @@ class Tracker:
         """
         frames = list(frames)
         n = len(frames)
-        dirs = [Direction(directions)] * n if isinstance(directions, int) else [Direction(d) for d in directions]
+        if isinstance(directions, int):
+            dirs = [Direction(directions)] * n
+        else:
+            try:
+                dirs = [_DIRECTIONS[d] for d in directions]
+            except (KeyError, TypeError):
+                dirs = [Direction(d) for d in directions]  # the error names the bad value
         times = [now_us] * n if isinstance(now_us, int) else list(now_us)
         out: list[Event | None] = [None] * n
         f = _cm_fields_batch(frames, dirs)
@@ -868,46 +875,72 @@ class Tracker:
 
 
 def _cm_fields_batch(frames: list, dirs: list):
-    """The fields :meth:`Tracker.track` takes, for every CM MAD of a batch
-    (numpy gathers over the frames' first bytes; the offsets come from
-    :func:`ctcm.batch.classify_batch`, identical to :func:`classify`)."""
+    """The fields :meth:`Tracker.track` takes, for every CM MAD of a batch:
+    numpy gathers over the header bytes that :func:`ctcm.batch.classify_batch`
+    (identical to :func:`classify`) keeps; a MAD whose fields lie beyond
+    those bytes (long IPv4 options) is read in Python."""
     import numpy as np
 
-    from .batch import classify_batch
+    from .batch import W, classify_batch
 
     res = classify_batch(frames)
     idx = np.flatnonzero(res.kind == CM)
     k = len(idx)
-    out = {"index": idx.tolist()}
     if not k:
         return _Fields(index=[], attr=[], peer_ip=[], local_id=[], remote_id=[], qpn=[], mraed=[])
     mad, l3, attr = res.mad[idx], res.l3[idx], res.attr_id[idx]
     v4 = res.ip_version[idx] == 4
-    host = np.array([dirs[i] == FROM_HOST for i in out["index"]])
+    host = np.fromiter(map(dirs.__getitem__, idx.tolist()), np.int8, k) == FROM_HOST
     ipoff = np.where(v4, l3 + np.where(host, 16, 12), l3 + np.where(host, 24, 8))
-    width = int(mad.max()) + max(_LOCAL_ID, _REMOTE_ID, _REQ_QPN, _REP_QPN, _MRAED) + 4
-    raw = b"".join([frames[i][:width] for i in out["index"]])
-    m = np.frombuffer(raw, np.uint8).reshape(k, width)
-    rows = np.arange(k)[:, None]
+    last = max(_LOCAL_ID + 4, _REMOTE_ID + 4, _REQ_QPN + 3, _REP_QPN + 3, _MRAED + 1)
+    inside = mad + last <= W
+    fast = np.flatnonzero(inside)
+    fi, fm, fa = idx[fast], mad[fast], attr[fast]
 
     def u(off, nbytes):
-        g = m[rows, off[:, None] + np.arange(nbytes)].astype(np.int64)
-        v = g[:, 0]
+        v = res.byte(fi, off).astype(np.int64)
         for j in range(1, nbytes):
-            v = v << 8 | g[:, j]
+            v = v << 8 | res.byte(fi, off + j)
         return v
 
-    ip = np.zeros((k, 16), np.uint8)
+    ip = np.zeros((len(fast), 16), np.uint8)
     ip[:, 10:12] = 0xFF
-    ip[v4, 12:] = m[rows[v4], ipoff[v4, None] + np.arange(4)]
-    ip[~v4] = m[rows[~v4], ipoff[~v4, None] + np.arange(16)]
+    fv4, fo = v4[fast], ipoff[fast]
+    for j in range(16):
+        col = res.byte(fi, fo + j - 12) if j >= 12 else None
+        if j >= 12:
+            ip[fv4, j] = col[fv4]
+        ip[~fv4, j] = res.byte(fi[~fv4], fo[~fv4] + j)
     ipb = ip.tobytes()
-    q_off = np.where(attr == H.ATTR_REQ, mad + _REQ_QPN, mad + _REP_QPN)
-    qpn = np.where((attr == H.ATTR_REQ) | (attr == H.ATTR_REP), u(q_off, 3), 0)
-    mraed = np.where(attr == H.ATTR_MRA, m[np.arange(k), mad + _MRAED] >> _MRAED_SHIFT, 0)
-    return _Fields(index=out["index"], attr=attr.tolist(), peer_ip=[ipb[16 * j : 16 * j + 16] for j in range(k)],
-                   local_id=u(mad + _LOCAL_ID, 4).tolist(), remote_id=u(mad + _REMOTE_ID, 4).tolist(),
-                   qpn=qpn.tolist(), mraed=mraed.tolist())
+    is_req, is_rep = fa == H.ATTR_REQ, fa == H.ATTR_REP
+    qpn = np.where(is_req | is_rep, u(np.where(is_req, fm + _REQ_QPN, fm + _REP_QPN), 3), 0)
+    mraed = np.where(fa == H.ATTR_MRA, res.byte(fi, fm + _MRAED) >> _MRAED_SHIFT, 0)
+    f = _Fields(index=fi.tolist(), attr=fa.tolist(), peer_ip=[ipb[16 * j : 16 * j + 16] for j in range(len(fast))],
+                local_id=u(fm + _LOCAL_ID, 4).tolist(), remote_id=u(fm + _REMOTE_ID, 4).tolist(),
+                qpn=qpn.tolist(), mraed=mraed.tolist())
+    slow = np.flatnonzero(~inside)
+    if len(slow):  # rare: read in Python, then merge in frame order
+        rows = sorted(zip(f.index, f.attr, f.peer_ip, f.local_id, f.remote_id, f.qpn, f.mraed)
+                      + [_fields_one(frames[i], res.parsed(i), dirs[i], i) for i in idx[slow].tolist()])
+        f = _Fields(**dict(zip(("index", "attr", "peer_ip", "local_id", "remote_id", "qpn", "mraed"),
+                               map(list, zip(*rows)))))
+    return f
+
+
+def _fields_one(buf, parsed, direction, i):
+    """(i, and the fields of one CM MAD) as :meth:`Tracker.process` reads them."""
+    mad, l3, attr = parsed.mad, parsed.l3, parsed.attr_id
+    if parsed.ip_version == 4:
+        a = l3 + (16 if direction == FROM_HOST else 12)
+        peer_ip = _V4_PREFIX + bytes(buf[a : a + 4])
+    else:
+        a = l3 + (24 if direction == FROM_HOST else 8)
+        peer_ip = bytes(buf[a : a + 16])
+    q = _QPN_AT.get(attr)
+    return (i, attr, peer_ip, int.from_bytes(buf[mad + _LOCAL_ID : mad + _LOCAL_ID + 4], "big"),
+            int.from_bytes(buf[mad + _REMOTE_ID : mad + _REMOTE_ID + 4], "big"),
+            int.from_bytes(buf[mad + q : mad + q + 3], "big") if q else 0,
+            buf[mad + _MRAED] >> _MRAED_SHIFT if attr == H.ATTR_MRA else 0)
 
 
 class _Fields:
