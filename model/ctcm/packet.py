@@ -16,6 +16,7 @@ import functools
 import ipaddress
 import socket
 import struct
+import zlib
 
 from . import headers as H
 from .icrc import icrc, icrc_bytes
@@ -524,3 +525,59 @@ def summarize(frame, parsed: Parsed | None = None) -> str:
                         s += f" {label}={v}"
             parts.append(s)
     return _summary_end(parts, icrc_ok, p)
+
+
+def summarize_many(frames, cache: dict | None = None) -> list[str]:
+    """``[summarize(f) for f in frames]``, for many frames at once (vectors).
+
+    Classification is vectorised (:func:`ctcm.batch.classify_batch`). RoCE
+    frames without a MAD (data, CNPs) are summarised from a cache keyed by
+    their bytes from the IP header to the BTH PSN: those bytes give the whole
+    summary but the PSN and the ICRC verdict, and the CRC state over them, so
+    per frame only the PSN is read and the CRC finished over the rest. Every
+    other frame goes through :func:`summarize`. Pass the same (initially
+    empty) ``cache`` dict to calls over parts of one frame sequence to share it."""
+    from .batch import classify_batch
+
+    frames = frames if isinstance(frames, list) else list(frames)
+    res = classify_batch(frames)
+    kinds, l3s, bths, mads, ends = (a.tolist() for a in (res.kind, res.l3, res.bth, res.mad, res.end))
+    if cache is None:
+        cache = {}
+    crc32 = zlib.crc32
+    icrc_at = struct.Struct("<I").unpack_from
+    out = []
+    add = out.append
+    for i, (f, kind, l3, b, m, e) in enumerate(zip(frames, kinds, l3s, bths, mads, ends)):
+        if kind != ROCE or m >= 0 or b < 0 or e < b + _BTH_LEN or len(f) < e + 4 or type(f) is not bytes:
+            add(summarize(f, res.parsed(i)))
+            continue
+        key = f[l3 : b + 8]
+        hit = cache.get(key)
+        if hit is None:
+            hit = cache[key] = _summary_head(f, l3, b)
+        head, crc = hit
+        # the PSN is 24 bits: "{:#08x}" is "0x" and its 6 hex digits
+        if crc32(f[b + 8 : e], crc) == icrc_at(f, e)[0]:
+            add(f"{head}{f[b + 9 : b + 12].hex()}")
+        else:
+            add(f"{head}{f[b + 9 : b + 12].hex()} | BAD-ICRC")
+    return out
+
+
+def _summary_head(frame: bytes, l3: int, b: int) -> tuple[str, int]:
+    """For a RoCE frame without a MAD: the summary up to ``psn=0x`` and the ICRC
+    CRC state over the bytes before ``b + 8`` (see :func:`summarize`)."""
+    parts = []
+    if frame[l3] >> 4 == 4:
+        parts.append(f"{_ntoa(frame[l3 + 12 : l3 + 16])} > {_ntoa(frame[l3 + 16 : l3 + 20])}")
+        if frame[l3 + 1] & 3 == ECN_CE:
+            parts.append("CE")
+    else:
+        parts.append(f"{_ipstr(frame[l3 + 8 : l3 + 24])} > {_ipstr(frame[l3 + 24 : l3 + 40])}")
+        if (frame[l3 + 1] >> 4) & 3 == ECN_CE:
+            parts.append("CE")
+    op = frame[b]
+    name = _OPNAMES.get(op) or f"op={op:#04x}"
+    parts.append(f"BTH {name} dqpn={int.from_bytes(frame[b + 5 : b + 8], 'big'):#08x} psn=0x")
+    return " | ".join(parts), icrc(frame, l3, b + 8)

@@ -12,12 +12,14 @@ is accepted.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import struct
 import tempfile
 from dataclasses import dataclass, field
 
-__all__ = ["CaptureError", "Capture", "read_capture", "write_pcap", "write_pcapng", "atomic_write"]
+__all__ = ["CaptureError", "Capture", "read_capture", "write_pcap", "write_pcapng", "atomic_write", "atomic_writer"]
 
 LINKTYPE_ETHERNET = 1
 _PCAP_MAGICS = {
@@ -157,11 +159,19 @@ def _options(path, off, raw, e):
 
 def atomic_write(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename."""
+    with atomic_writer(path) as f:
+        f.write(data)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str):
+    """A binary file to write ``path`` piece by piece: a temporary file renamed
+    into place when the block ends, removed if it raises."""
     d = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -196,18 +206,58 @@ def pcapng_bytes(packets, interfaces: list[str], comments=None) -> bytes:
     packets: (ts_us, interface index, bytes); comments: optional list of
     per-packet strings (or None) written as opt_comment.
     """
+    return b"".join(pcapng_chunks(packets, interfaces, comments))
+
+
+_EPB_HEAD = struct.Struct("<IIIIIII")  # block type, length, interface, ts high, ts low, captured, original
+
+
+@functools.lru_cache(maxsize=4096)
+def _epb_tail(pad: int, comment_len: int) -> struct.Struct:
+    """After the frame: padding, then (with a comment) opt_comment, its padding and
+    opt_endofopt; then the block length again."""
+    if comment_len:
+        return struct.Struct(f"<{pad}xHH{comment_len}s{-comment_len % 4}x4xI")
+    return struct.Struct(f"<{pad}xI")
+
+
+def pcapng_chunks(packets, interfaces: list[str], comments=None, chunk: int = 20_000):
+    """:func:`pcapng_bytes` as a sequence of byte strings (for streaming to a file)."""
+    records = ((ts, iface, frame, comments[i] if comments else None) for i, (ts, iface, frame) in enumerate(packets))
+    return pcapng_record_chunks(records, interfaces, chunk)
+
+
+def pcapng_record_chunks(records, interfaces: list[str], chunk: int = 20_000):
+    """pcapng byte strings, ``chunk`` packets at a time, for ``records``:
+    (ts_us, interface index, frame bytes, comment or None) items.
+
+    Each Enhanced Packet Block is the same as ``_block(_EPB, ...)`` of the
+    packet header, frame and options, assembled with two struct packs."""
     out = [_block(_SHB, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))]
     for name in interfaces:
         opts = _opt(2, name.encode()) + _opt(9, b"\x06") + _opt(0, b"")
         out.append(_block(_IDB, struct.pack("<HHI", LINKTYPE_ETHERNET, 0, 0) + opts))
-    for i, (ts, iface, frame) in enumerate(packets):
-        body = struct.pack("<IIIII", iface, ts >> 32, ts & 0xFFFFFFFF, len(frame), len(frame)) + bytes(frame)
-        body += b"\0" * (-len(body) % 4)
-        c = comments[i] if comments else None
+    head, tail = _EPB_HEAD.pack, _epb_tail
+    add = out.append
+    for ts, iface, frame, c in records:
+        n = len(frame)
+        pad = -n % 4
         if c:
-            body += _opt(1, c.encode()) + _opt(0, b"")
-        out.append(_block(_EPB, body))
-    return b"".join(out)
+            cb = c.encode()
+            cl = len(cb)
+            blen = 40 + n + pad + cl + (-cl % 4)
+            add(head(_EPB, blen, iface, ts >> 32, ts & 0xFFFFFFFF, n, n))
+            add(frame if type(frame) is bytes else bytes(frame))
+            add(tail(pad, cl).pack(1, cl, cb, blen))
+        else:
+            blen = 32 + n + pad
+            add(head(_EPB, blen, iface, ts >> 32, ts & 0xFFFFFFFF, n, n))
+            add(frame if type(frame) is bytes else bytes(frame))
+            add(tail(pad, 0).pack(blen))
+        if len(out) >= 3 * chunk:
+            yield b"".join(out)
+            out.clear()
+    yield b"".join(out)
 
 
 def write_pcap(path: str, packets) -> None:

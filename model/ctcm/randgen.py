@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import heapq
 import ipaddress
+import itertools
 import random
 import struct
+import zlib
 from dataclasses import asdict, dataclass
 
 from .icrc import icrc
 from .scenario import RDMA_IP_PS_TCP, Conn, Host, Stimulus, cm_frame, data_frame, malformed_frame, non_roce_frame
 
 __all__ = ["RandomParams", "generate"]
+
+_crc32 = zlib.crc32
 
 
 @dataclass
@@ -48,19 +52,28 @@ class RandomParams:
 
 
 class _DataTemplate:
-    """A data frame of one connection/direction; PSN, ECN and ICRC patched per packet."""
+    """A data frame of one connection/direction; PSN, ECN and ICRC patched per packet.
+
+    The bytes before the PSN and the CRC state over them are computed once per
+    ECN value (``_patched``); :meth:`make` only appends the PSN, the constant
+    rest and the ICRC."""
 
     def __init__(self, conn: Conn, side: str):
-        self.frame = bytearray(data_frame(conn, side, 0, False))
+        frame = bytearray(data_frame(conn, side, 0, False))
         self.l3 = 18 if conn.vlan is not None else 14
         self.v4 = conn.host.ip.version == 4
         l4 = self.l3 + (20 if self.v4 else 40)
         self.psn_off = l4 + 8 + 9
-        self.end = len(self.frame) - 4
+        self.end = len(frame) - 4
+        self.rest = bytes(frame[self.psn_off + 3 : self.end])
+        # indexed by the CE flag: (bytes before the PSN, ICRC CRC state after them)
+        self.head = tuple(self._head(self._patched(frame, ce)) for ce in (False, True))
 
-    def make(self, psn: int, ce: bool) -> bytes:
-        f = self.frame
-        f[self.psn_off : self.psn_off + 3] = (psn & 0xFFFFFF).to_bytes(3, "big")
+    def _head(self, f: bytearray) -> tuple[bytes, int]:
+        return bytes(f[: self.psn_off]), icrc(f, self.l3, self.psn_off)
+
+    def _patched(self, f: bytearray, ce: bool) -> bytearray:
+        """``f`` with the ECN of ``ce`` (and the IPv4 header checksum) set."""
         if self.v4:
             f[self.l3 + 1] = (26 << 2) | (3 if ce else 2)
             # ECN is covered by the IPv4 header checksum: recompute it.
@@ -73,8 +86,13 @@ class _DataTemplate:
             tc = (26 << 2) | (3 if ce else 2)
             f[self.l3] = 0x60 | tc >> 4
             f[self.l3 + 1] = (tc & 0x0F) << 4 | (f[self.l3 + 1] & 0x0F)
-        struct.pack_into("<I", f, self.end, icrc(f, self.l3, self.end))
-        return bytes(f)
+        return f
+
+    def make(self, psn: int, ce: bool) -> bytes:
+        head, crc = self.head[ce]
+        # The ICRC covers the PSN and everything after it up to the ICRC, unmasked.
+        tail = (psn & 0xFFFFFF).to_bytes(3, "big") + self.rest
+        return head + tail + _crc32(tail, crc).to_bytes(4, "little")
 
 
 def _conn(r: random.Random, i: int, host4, host6, p: RandomParams) -> Conn:
@@ -106,21 +124,26 @@ def generate(p: RandomParams, progress=None) -> list[Stimulus]:
     Stops at ``p.packets`` packets, or earlier when all ``p.connections``
     connections have ended (raise ``connections`` for longer runs).
     """
+    from .vectors import gc_paused
+
+    with gc_paused():
+        return _generate(p, progress)
+
+
+def _generate(p: RandomParams, progress) -> list[Stimulus]:
     r = random.Random(p.seed)
     host4 = ipaddress.IPv4Address("10.0.0.1")
     host6 = ipaddress.IPv6Address("fd00::1")
     port = {"host": p.ports[0], "peer": p.ports[1]}
     out: list[Stimulus] = []
     heap: list = []  # (time, seq, kind, payload)
-    seq = 0
+    seq = itertools.count(1)  # ties in time keep the order of pushing
     per_conn = p.data_per_conn or max(1, int(p.packets * 0.95) // max(1, p.connections))
     lifetime = max(1, p.duration_us * p.concurrency // max(1, p.connections))
     rtt = 20
 
-    def push(t, kind, payload):
-        nonlocal seq
-        seq += 1
-        heapq.heappush(heap, (t, seq, kind, payload))
+    def push(t, kind, payload, heappush=heapq.heappush):
+        heappush(heap, (t, next(seq), kind, payload))
 
     def cm(t, conn, msg, side, **ev):
         """Queue a CM message with loss/retransmission; returns the time it is delivered."""
@@ -174,26 +197,29 @@ def generate(p: RandomParams, progress=None) -> list[Stimulus]:
     for _ in range(min(p.concurrency, p.connections)):
         start(t0)
         t0 += r.randrange(1, 1 + lifetime // max(1, p.concurrency))
+    # the hot loop: bound methods and parameters in locals
+    rand, heappop, append = r.random, heapq.heappop, out.append
+    ce_ratio, non_roce, non_roce_or_malformed = p.ce_ratio, p.non_roce, p.non_roce + p.malformed
     while heap and len(out) < p.packets:
-        t, _, kind, payload = heapq.heappop(heap)
-        if kind == "cm":
-            conn, msg, side, ev = payload
-            out.append(Stimulus(t, port[side], cm_frame(conn, msg, side, ev)))
-        elif kind == "data":
+        t, _, kind, payload = heappop(heap)
+        if kind == "data":
             conn, tmpl, n, gap = payload
-            side = "host" if r.random() < 0.5 else "peer"
+            side = "host" if rand() < 0.5 else "peer"
             psn = conn.data_psn[side]
             conn.data_psn[side] = (psn + 1) & 0xFFFFFF
-            out.append(Stimulus(t, port[side], tmpl[side].make(psn, r.random() < p.ce_ratio)))
+            append(Stimulus(t, port[side], tmpl[side].make(psn, rand() < ce_ratio)))
             if n > 1:
                 push(t + gap, "data", (conn, tmpl, n - 1, gap))
-            x = r.random()
-            if x < p.non_roce:
-                out.append(Stimulus(t, port["host" if x < p.non_roce / 2 else "peer"],
-                                    non_roce_frame(r.choice(("arp", "ipv4-udp", "ipv4-tcp", "ipv6-icmp")), len(out))))
-            elif x < p.non_roce + p.malformed:
-                out.append(Stimulus(t, port["peer"], malformed_frame(
+            x = rand()
+            if x < non_roce:
+                append(Stimulus(t, port["host" if x < non_roce / 2 else "peer"],
+                                non_roce_frame(r.choice(("arp", "ipv4-udp", "ipv4-tcp", "ipv6-icmp")), len(out))))
+            elif x < non_roce_or_malformed:
+                append(Stimulus(t, port["peer"], malformed_frame(
                     r.choice(("truncated-cm", "bad-mad-version", "bad-ip-version", "udp-length")), conn, "peer")))
+        elif kind == "cm":
+            conn, msg, side, ev = payload
+            append(Stimulus(t, port[side], cm_frame(conn, msg, side, ev)))
         else:  # end
             alive -= 1
             if started < p.connections:

@@ -1,0 +1,152 @@
+"""The fast vector writers give the same files as the plain ways of writing them.
+
+The references here are the simple forms: summarize() frame by frame,
+yaml.safe_dump for the snapshots, scapy reading the pcapng back, and the
+one-process writer for the forked one."""
+
+import os
+import random
+
+import pytest
+import yaml
+from scapy.utils import PcapNgReader
+
+from ctcm import vectors as V
+from ctcm.packet import summarize, summarize_many
+from ctcm.pcapio import pcapng_bytes, pcapng_chunks
+from ctcm.randgen import RandomParams, generate
+from ctcm.vectors import run_stimulus, write_vector
+
+
+@pytest.fixture(scope="module")
+def vec():
+    stim = generate(RandomParams(seed=11, packets=3000, connections=60, concurrency=12, ce_ratio=0.05,
+                                 malformed=0.03, non_roce=0.03, ipv6=0.3))
+    return run_stimulus("w", "writer test", {"mode": "p4"}, {"host": 1, "net": 2}, stim)
+
+
+def _all_frames(vec):
+    out = []
+    for p in vec.packets:
+        out.append(p["frame"])
+        out.extend(f for _, f in p["expect"])
+    return out
+
+
+def test_summarize_many_equals_summarize(vec):
+    frames = _all_frames(vec)
+    r = random.Random(3)
+    damaged = []
+    for f in frames[:1500]:
+        b = bytearray(f)
+        b[r.randrange(len(b))] ^= 1 << r.randrange(8)  # bad ICRC, other header values, ...
+        damaged.append(bytes(b))
+    damaged += [bytearray(f) for f in frames[:50]] + [f[: r.randrange(len(f))] for f in frames[:200]]
+    everything = frames + damaged
+    assert any("BAD-ICRC" in s for s in map(summarize, damaged))
+    assert any(" CE" in s for s in map(summarize, frames))
+    want = [summarize(f) for f in everything]
+    assert summarize_many(everything) == want
+    # a cache shared between parts of one sequence (as the writer does)
+    cache: dict = {}
+    got = []
+    for a in range(0, len(everything), 700):
+        got += summarize_many(everything[a : a + 700], cache)
+    assert got == want and cache
+
+
+def test_snapshot_yaml_equals_pyyaml(vec):
+    doc = {"checkpoints": vec.checkpoints, "final": vec.final}
+    assert vec.final["connections"] and vec.final["flows"]
+    assert V._yaml_tail(vec) == yaml.safe_dump(doc, **V._TAIL_DUMP)
+
+
+@pytest.mark.parametrize("doc", [
+    {},
+    {"a": []},
+    {"a": {}, "b": [{}]},
+    {"x": ["yes", "no", "null", "~", "0x10", "010", "1e3", "1.5", "", " a", "a: b", "- x", "#c", "é", "a\tb"]},
+    {"y": [1, -1, True, False, None, 1.5, "10.0.0.1", "fd00::1", "::ffff:10.0.0.1", "ab:cd", "TIMEWAIT"]},
+    {"nested": {"list": [{"k": 1, "l": [1, 2]}, {"m": {"n": "o"}}], "empty": {}}},
+    {1: "int key", "true": "bool-like key", "with space": 2, "0x1": 3},
+    {"long": "x" * 2000},
+    {"multi": "line\nbreak"},
+    {"lists": [[1, 2], [3]]},
+])
+def test_block_yaml_equals_pyyaml(doc):
+    want = yaml.safe_dump(doc, **V._TAIL_DUMP)
+    try:
+        got = V._BlockYaml().dump(doc)
+    except V._NotPlain:
+        return  # left to PyYAML: _yaml_tail falls back to it
+    assert got == want
+
+
+def test_shared_container_is_left_to_pyyaml():
+    shared = {"a": 1}
+    with pytest.raises(V._NotPlain):
+        V._BlockYaml().dump({"x": shared, "y": shared})
+
+
+def _files(d):
+    return {n: open(os.path.join(d, n), "rb").read() for n in sorted(os.listdir(d))}
+
+
+def test_parallel_writer_equals_serial(vec, tmp_path, monkeypatch):
+    monkeypatch.setattr(V, "_CHUNK", 257)  # many chunks
+    monkeypatch.setattr(V, "_PARALLEL_MIN", 10**9)
+    write_vector(vec, str(tmp_path / "serial"))
+    monkeypatch.setattr(V, "_PARALLEL_MIN", 1)
+    if not V._can_fork():
+        pytest.skip("no fork on this platform")
+    write_vector(vec, str(tmp_path / "forked"))
+    serial, forked = _files(tmp_path / "serial"), _files(tmp_path / "forked")
+    assert sorted(serial) == ["w.expected.hex", "w.expected.pcapng", "w.stimulus.hex", "w.stimulus.pcapng", "w.yaml"]
+    assert serial == forked
+    # and both equal the in-memory renderings
+    assert serial["w.yaml"] == V.vector_yaml(vec).encode()
+    assert serial["w.stimulus.pcapng"] == V.stimulus_pcapng(vec)
+    assert serial["w.expected.hex"] == V.expected_hex(vec).encode()
+
+
+def test_error_in_forked_writer_reaches_the_caller(vec, tmp_path, monkeypatch):
+    if not V._can_fork():
+        pytest.skip("no fork on this platform")
+    monkeypatch.setattr(V, "_PARALLEL_MIN", 1)
+
+    def broken(vec, base):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(V, "_write_pcapng", broken)
+    with pytest.raises(OSError, match="No space left"):
+        write_vector(vec, str(tmp_path))
+    # the YAML file is complete (its own writer finished); nothing half-written is left
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp")]
+    assert not any(n.endswith(".pcapng") for n in os.listdir(tmp_path))
+
+
+def test_error_in_rendering_leaves_no_file(vec, tmp_path, monkeypatch):
+    monkeypatch.setattr(V, "_PARALLEL_MIN", 10**9)
+
+    def broken(vec):
+        yield "- id: 1\n"
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(V, "_render_yaml", broken)
+    with pytest.raises(RuntimeError, match="boom"):
+        write_vector(vec, str(tmp_path), formats=("yaml",))
+    assert os.listdir(tmp_path) == []
+
+
+def test_pcapng_chunks_read_back_by_scapy(vec, tmp_path):
+    pkts = [(p["t_us"], p["port"] - 1, p["frame"]) for p in vec.packets[:500]]
+    comments = [f"c{i}" if i % 3 else None for i in range(len(pkts))]
+    data = pcapng_bytes(pkts, ["p1", "p2"], comments)
+    assert b"".join(pcapng_chunks(pkts, ["p1", "p2"], comments, chunk=7)) == data
+    path = tmp_path / "x.pcapng"
+    path.write_bytes(data)
+    got = list(PcapNgReader(str(path)))
+    assert [bytes(p) for p in got] == [f for _, _, f in pkts]
+    assert [round(float(p.time) * 1e6) for p in got] == [t for t, _, _ in pkts]
+    assert [p.sniffed_on for p in got] == [["p1", "p2"][i] for _, i, _ in pkts]
+    assert [(p.comment or b"").decode() or None for p in got] == comments
