@@ -31,6 +31,7 @@ from operator import itemgetter
 import numpy as np
 
 from .cnp import CnpGenerator, fill_cnp_template
+from .gcpause import gc_paused
 from .constants import CNP_TOS, CNP_TTL, CNP_UDP_SPORT
 from .packet import CM, MALFORMED, NOT_ROCE, OPCODE_CNP, ROCE, ECN_CE, classify
 from .icrc import verify_icrc
@@ -166,7 +167,8 @@ class Pipeline:
         """Many packets: ``stimulus`` is (port, frame, now_us) items; returns, per
         packet, (outputs, tracker events, verdict), exactly as :meth:`process`
         would give them one by one. Built on :meth:`process_batch_arrays`."""
-        return self.process_batch_arrays(stimulus).to_list()
+        with gc_paused():
+            return self.process_batch_arrays(stimulus).to_list()
 
     def process_batch_arrays(self, stimulus) -> "BatchOutput":
         """The fast batch path: ``stimulus`` is (port, frame, now_us) items (a list
@@ -178,6 +180,10 @@ class Pipeline:
         CE, BTH opcode, counters). Only the packets that read or change state
         take the per-packet path, in stimulus order: CM MADs from a mapped port
         and RoCE data from a host-side port with ECN CE that are not CNPs."""
+        with gc_paused():
+            return self._process_batch_arrays(stimulus)
+
+    def _process_batch_arrays(self, stimulus) -> "BatchOutput":
         from .batch import W, Scratch, classify_batch
 
         items = stimulus if isinstance(stimulus, list) else list(stimulus)

@@ -19,6 +19,7 @@ import struct
 import zlib
 from dataclasses import asdict, dataclass
 
+from .gcpause import gc_paused
 from .icrc import icrc
 from .scenario import RDMA_IP_PS_TCP, Conn, Host, Stimulus, cm_frame, data_frame, malformed_frame, non_roce_frame
 
@@ -124,8 +125,6 @@ def generate(p: RandomParams, progress=None) -> list[Stimulus]:
     Stops at ``p.packets`` packets, or earlier when all ``p.connections``
     connections have ended (raise ``connections`` for longer runs).
     """
-    from .vectors import gc_paused
-
     with gc_paused():
         return _generate(p, progress)
 

@@ -1,7 +1,7 @@
 """CM connection tracker: the C library's state machine, its gaps closed.
 
 Where is REQ handled? In :data:`TRANSITIONS` (what it may do, per direction
-and state) and :meth:`Tracker._handle` (the one place that applies a row).
+and state) and :meth:`Tracker._apply` (the one place that applies a row).
 
 Connections are seen from one host. Direction FROM_HOST = sent by the local
 host, FROM_NET = received from the network. A connection lives in one of two
@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 from . import constants as K
 from . import headers as H
+from .gcpause import gc_paused
 from .packet import CM, classify
 
 __all__ = [
@@ -329,9 +330,13 @@ class _IdealIndex:
     def flow_find(self, ip16: bytes, qpn: int) -> int:
         return self.flows.get(ip16 + qpn.to_bytes(3, "big"), -1)
 
-    def flow_insert(self, ip16: bytes, qpn: int, i: int) -> bool:
-        self.flows[ip16 + qpn.to_bytes(3, "big")] = i
-        return True
+    def flow_add(self, ip16: bytes, qpn: int, i: int) -> int:
+        """Point key (ip16, qpn) at slot i: 1 done, -1 the key is already there (unbounded: never full)."""
+        k = ip16 + qpn.to_bytes(3, "big")
+        if k in self.flows:
+            return -1
+        self.flows[k] = i
+        return 1
 
     def flow_remove(self, ip16: bytes, qpn: int) -> None:
         self.flows.pop(ip16 + qpn.to_bytes(3, "big"), None)
@@ -355,22 +360,27 @@ class _P4Index:
         self.flows = array("i", [-1]) * (g.flow_buckets * g.flow_ways)
         self.n_active = self.n_passive = 0
 
-    def find_active(self, local_id: int) -> int:
-        base = (zlib.crc32(local_id.to_bytes(4, "big")) & self.amask) * self.aways
-        st, lid = self.s.state, self.s.lid
-        for i in range(base, base + self.aways):
-            if st[i] and lid[i] == local_id:
-                return i
-        return -1
+        # The probes are closures over the arrays and the geometry (no attribute
+        # lookups per message: they run for every CM message).
+        crc32 = zlib.crc32
+        st, lid, rid, ip = slots.state, slots.lid, slots.rid, slots.ip
+        amask, aways, pmask, pways, pbase = self.amask, self.aways, self.pmask, self.pways, self.pbase
 
-    def find_passive(self, ip16: bytes, remote_id: int) -> int:
-        base = self.pbase + (zlib.crc32(ip16 + remote_id.to_bytes(4, "big")) & self.pmask) * self.pways
-        s = self.s
-        st, rid, ip = s.state, s.rid, s.ip
-        for i in range(base, base + self.pways):
-            if st[i] and rid[i] == remote_id and ip[16 * i : 16 * i + 16] == ip16:
-                return i
-        return -1
+        def find_active(local_id: int) -> int:
+            i = (crc32(local_id.to_bytes(4, "big")) & amask) * aways
+            for i in range(i, i + aways):
+                if lid[i] == local_id and st[i]:
+                    return i
+            return -1
+
+        def find_passive(ip16: bytes, remote_id: int) -> int:
+            i = pbase + (crc32(ip16 + remote_id.to_bytes(4, "big")) & pmask) * pways
+            for i in range(i, i + pways):
+                if rid[i] == remote_id and st[i] and ip[16 * i : 16 * i + 16] == ip16:
+                    return i
+            return -1
+
+        self.find_active, self.find_passive = find_active, find_passive
 
     def _alloc(self, base: int, ways: int, reclaim) -> int:
         st = self.s.state
@@ -416,14 +426,23 @@ class _P4Index:
                 return i
         return -1
 
-    def flow_insert(self, ip16: bytes, qpn: int, i: int) -> bool:
+    def flow_add(self, ip16: bytes, qpn: int, i: int) -> int:
+        """Point key (ip16, qpn) at slot i in the first free way of its bucket:
+        1 done, 0 the bucket is full, -1 the key is already there."""
         base = self._flow_base(ip16, qpn)
-        fl = self.flows
+        fl, rqpn, ip = self.flows, self.s.rqpn, self.s.ip
+        free = -1
         for j in range(base, base + self.fways):
-            if fl[j] < 0:
-                fl[j] = i
-                return True
-        return False
+            k = fl[j]
+            if k < 0:
+                if free < 0:
+                    free = j
+            elif rqpn[k] == qpn and ip[16 * k : 16 * k + 16] == ip16:
+                return -1
+        if free < 0:
+            return 0
+        fl[free] = i
+        return 1
 
     def flow_remove(self, ip16: bytes, qpn: int) -> None:
         base = self._flow_base(ip16, qpn)
@@ -629,6 +648,10 @@ class Tracker:
         ``now_us``: one time or one per frame. Classification and field
         extraction are vectorised (numpy); only the table work is per message.
         """
+        with gc_paused():
+            return self._process_batch(directions, frames, now_us)
+
+    def _process_batch(self, directions, frames, now_us) -> list[Event | None]:
         frames = list(frames)
         n = len(frames)
         if isinstance(directions, int):
@@ -669,8 +692,20 @@ class Tracker:
             m = M_MRA_REQ if mraed == 0 else M_MRA_REP
         if m == M_REQ:
             return self._req(direction, peer_ip, msg_local, qpn, now_us)
-        host_id, peer_id = (msg_local, msg_remote) if direction == FROM_HOST else (msg_remote, msg_local)
-        i = self._lookup(host_id, peer_ip, peer_id, now_us)
+        if direction == FROM_HOST:
+            host_id, peer_id = msg_local, msg_remote
+        else:
+            host_id, peer_id = msg_remote, msg_local
+        # The lookup (see _lookup, inlined: it runs for every message but REQ).
+        s = self._s
+        i = self._find_active(host_id)
+        if i < 0 or s.ip[16 * i : 16 * i + 16] != peer_ip or (s.flags[i] & F_RID and s.rid[i] != peer_id):
+            i = self._find_passive(peer_ip, peer_id)
+            if i >= 0 and s.flags[i] & F_LID and s.lid[i] != host_id:
+                i = -1
+        if i >= 0 and s.state[i] == _TIMEWAIT and now_us - s.ts[i] >= self.timewait_us:
+            self._drop_expired(i)
+            i = -1
         if i < 0:
             c["unknown"] += 1
             return Event(direction, MSGS[m], "unknown")
@@ -802,11 +837,10 @@ class Tracker:
             c["flow_zero_qpn"] += 1
             return None
         ip = bytes(s.ip[16 * i : 16 * i + 16])
-        if self._t.flow_find(ip, rq) >= 0:
-            c["flow_conflicts"] += 1
-            c["flow_refusals"] += 1
-            return None
-        if not self._t.flow_insert(ip, rq, i):
+        done = self._t.flow_add(ip, rq, i)
+        if done <= 0:
+            if done < 0:  # another connection has this (remote IP, remote QPN)
+                c["flow_conflicts"] += 1
             c["flow_refusals"] += 1
             return None
         s.flags[i] |= F_FLOW
