@@ -19,7 +19,7 @@ import struct
 import tempfile
 from dataclasses import dataclass, field
 
-__all__ = ["CaptureError", "Capture", "read_capture", "write_pcap", "write_pcapng", "atomic_write", "atomic_writer"]
+__all__ = ["CaptureError", "Capture", "read_capture", "write_pcap", "write_pcapng", "atomic_write", "atomic_writer", "new_file_mode"]
 
 LINKTYPE_ETHERNET = 1
 _PCAP_MAGICS = {
@@ -163,6 +163,15 @@ def atomic_write(path: str, data: bytes) -> None:
         f.write(data)
 
 
+def new_file_mode() -> int:
+    """The mode ``open()`` gives a new file under the current umask (0644 for
+    umask 022). Temporary files are made 0600; this is what they get before
+    they are renamed into place."""
+    m = os.umask(0o022)
+    os.umask(m)
+    return 0o666 & ~m
+
+
 @contextlib.contextmanager
 def atomic_writer(path: str):
     """A binary file to write ``path`` piece by piece: a temporary file renamed
@@ -170,6 +179,7 @@ def atomic_writer(path: str):
     d = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
     try:
+        os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, "wb") as f:
             yield f
         os.replace(tmp, path)

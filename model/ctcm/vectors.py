@@ -20,21 +20,22 @@ All files are deterministic and written atomically. See docs/vectors.md.
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import os
 import pickle
 import queue
 import re
 import sys
+import tempfile
 import threading
 import traceback
 from dataclasses import dataclass, field
 
 import yaml
 
+from .gcpause import gc_paused
 from .packet import summarize_many
-from .pcapio import atomic_writer, pcapng_record_chunks
+from .pcapio import new_file_mode, pcapng_record_chunks
 from .pipeline import Pipeline, PipelineConfig
 from .scenario import Scenario, Stimulus, compile_scenario
 
@@ -53,22 +54,6 @@ class Vector:
     packets: list = field(default_factory=list)
     checkpoints: list = field(default_factory=list)
     final: dict = field(default_factory=dict)
-
-
-@contextlib.contextmanager
-def gc_paused():
-    """No cyclic garbage collection inside the block (restored after).
-
-    Building a million-packet vector allocates millions of container objects
-    that stay alive (and form no cycles); the collector would scan them all
-    again and again for nothing. Cycles made meanwhile are collected later."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def make_pipeline(options: dict, ports: dict) -> Pipeline:
@@ -332,18 +317,15 @@ def _render_yaml(vec: Vector):
         yield "".join(text)
 
 
-def _render_hex(vec: Vector):
-    """The lines of both hex files, per chunk of packets: (stimulus, expected)."""
-    packets = vec.packets
-    for c in range(0, len(packets), _CHUNK):
-        stext, etext = [], []
-        for p in packets[c : c + _CHUNK]:
-            frame, t = p["frame"], p["t_us"]
-            h = frame.hex()
-            stext.append(f"{t:016x} {p['port']:04x} {len(frame):04x} {h}\n")
-            for out_port, f in p["expect"]:
-                etext.append(f"{t:016x} {out_port:04x} {len(f):04x} {h if f == frame else f.hex()}\n")
-        yield "".join(stext), "".join(etext)
+def _hex_lines(rows):
+    """Hex file lines of (time, port, frame) rows, per chunk of rows."""
+    text = []
+    for t, port, f in rows:
+        text.append(f"{t:016x} {port:04x} {len(f):04x} {f.hex()}\n")
+        if len(text) >= _CHUNK:
+            yield "".join(text)
+            text.clear()
+    yield "".join(text)
 
 
 def vector_yaml(vec: Vector) -> str:
@@ -352,121 +334,226 @@ def vector_yaml(vec: Vector) -> str:
     return _yaml_head(vec) + "".join(_render_yaml(vec)) + _yaml_tail(vec)
 
 
-def _port_names(vec: Vector) -> list[str]:
-    return [f"p{p}" for p in sorted(set(vec.ports.values()))]
+def _port_names(ports: dict) -> list[str]:
+    return [f"p{p}" for p in sorted(set(ports.values()))]
 
 
-def _port_index(vec: Vector) -> tuple[list[str], dict]:
-    names = _port_names(vec)
+def _port_index(ports: dict) -> tuple[list[str], dict]:
+    names = _port_names(ports)
     return names, {int(n[1:]): i for i, n in enumerate(names)}
 
 
-def _stimulus_records(vec: Vector, idx: dict):
-    """(time, interface, frame, comment) of every stimulus packet."""
+# The stimulus files need only the stimulus (they are written while the
+# pipeline runs); the expected files need the run's outputs.
+
+def _stimulus_rows(stimulus):
+    """(time, port, frame) of every stimulus packet."""
+    return ((s.t_us, s.port, s.frame) for s in stimulus)
+
+
+def _expected_rows(vec: Vector):
+    """(time, port, frame) of every expected output packet, in order."""
     for p in vec.packets:
-        yield p["t_us"], idx[p["port"]], p["frame"], f"stimulus {p['id']}"
+        t = p["t_us"]
+        for port, f in p["expect"]:
+            yield t, port, f
+
+
+def _stimulus_records(stimulus, idx: dict):
+    """pcapng records (time, interface, frame, comment) of the stimulus."""
+    for n, s in enumerate(stimulus, 1):
+        yield s.t_us, idx[s.port], s.frame, f"stimulus {n}"
 
 
 def _expected_records(vec: Vector, idx: dict):
-    """(time, interface, frame, comment) of every expected output packet."""
+    """pcapng records (time, interface, frame, comment) of the expected outputs."""
     for p in vec.packets:
         t, n = p["t_us"], p["id"]
         for k, (port, f) in enumerate(p["expect"], 1):
             yield t, idx[port], f, f"stimulus {n} output {k}"
 
 
+def _stimulus_of(vec: Vector) -> list[Stimulus]:
+    return [Stimulus(p["t_us"], p["port"], p["frame"], p["note"]) for p in vec.packets]
+
+
 def stimulus_pcapng(vec: Vector) -> bytes:
-    names, idx = _port_index(vec)
-    return b"".join(pcapng_record_chunks(_stimulus_records(vec, idx), names))
+    names, idx = _port_index(vec.ports)
+    return b"".join(pcapng_record_chunks(_stimulus_records(_stimulus_of(vec), idx), names))
 
 
 def expected_pcapng(vec: Vector) -> bytes:
-    names, idx = _port_index(vec)
+    names, idx = _port_index(vec.ports)
     return b"".join(pcapng_record_chunks(_expected_records(vec, idx), names))
 
 
 def stimulus_hex(vec: Vector) -> str:
-    return _HEX_TITLE.format(f"{vec.name}: stimulus") + "".join(s for s, _ in _render_hex(vec))
+    return _HEX_TITLE.format(f"{vec.name}: stimulus") + "".join(_hex_lines(_stimulus_rows(_stimulus_of(vec))))
 
 
 def expected_hex(vec: Vector) -> str:
-    return _HEX_TITLE.format(f"{vec.name}: expected output, in order") + "".join(e for _, e in _render_hex(vec))
+    return _HEX_TITLE.format(f"{vec.name}: expected output, in order") + "".join(_hex_lines(_expected_rows(vec)))
 
 
-def write_vector(vec: Vector, outdir: str, formats=("yaml", "pcapng", "hex")) -> list[str]:
-    """Write the vector's files; large ones are streamed chunk by chunk (each
-    through a temporary file renamed into place)."""
-    with gc_paused():
-        return _write_vector(vec, outdir, formats)
+# --- the files of one vector -------------------------------------------------------
+
+FORMATS = ("yaml", "pcapng", "hex")
+_SUFFIXES = {"yaml": (".yaml",), "pcapng": (".stimulus.pcapng", ".expected.pcapng"),
+             "hex": (".stimulus.hex", ".expected.hex")}
 
 
-def _write_vector(vec: Vector, outdir: str, formats) -> list[str]:
-    os.makedirs(outdir, exist_ok=True)
-    base = os.path.join(outdir, vec.name)
-    want_yaml, want_hex, want_pcapng = "yaml" in formats, "hex" in formats, "pcapng" in formats
+class _Outputs:
+    """The files of one vector: written under temporary names in the output
+    directory, then renamed into place together once all are complete
+    (:meth:`commit`), or removed (:meth:`discard`). A failure anywhere leaves
+    the previous files of the vector as they were."""
 
-    def others():
-        if want_hex:
-            _write_hex(vec, base)
-        if want_pcapng:
-            _write_pcapng(vec, base)
+    def __init__(self, outdir: str, name: str, formats):
+        bad = set(formats) - set(FORMATS)
+        if bad:
+            raise ValueError(f"unknown vector format(s) {', '.join(sorted(bad))} (yaml, pcapng, hex)")
+        os.makedirs(outdir, exist_ok=True)
+        base = os.path.join(outdir, name)
+        self.final: dict[str, str] = {}
+        self.tmp: dict[str, str] = {}
+        for fmt in FORMATS:
+            if fmt in formats:
+                for suffix in _SUFFIXES[fmt]:
+                    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{name}{suffix}.", dir=outdir)
+                    os.close(fd)
+                    self.final[suffix] = base + suffix
+                    self.tmp[suffix] = tmp
 
-    if want_yaml and (want_hex or want_pcapng) and len(vec.packets) >= _PARALLEL_MIN and _can_fork():
-        # Two cores: the hex and pcapng files are written by a forked copy of
-        # this process while this one writes the YAML file.
-        wait = _forked(others)
+    def path(self, suffix: str) -> str | None:
+        """Where to write the file ``suffix`` (None: not wanted)."""
+        return self.tmp.get(suffix)
+
+    def commit(self) -> list[str]:
+        mode = new_file_mode()
+        for suffix, tmp in self.tmp.items():
+            os.chmod(tmp, mode)
+            os.replace(tmp, self.final[suffix])
+        self.tmp = {}
+        return list(self.final.values())
+
+    def discard(self) -> None:
+        for tmp in self.tmp.values():
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        self.tmp = {}
+
+
+def _write_text(path: str, title: str | None, parts) -> None:
+    """Write text parts to ``path`` (a background thread does the writing)."""
+    with _BackgroundWriter() as w, open(path, "wb") as f:
         try:
-            _write_yaml(vec, base)
-        finally:
-            wait()
-    else:
-        if want_yaml:
-            _write_yaml(vec, base)
-        others()
-    written = []
-    if want_yaml:
-        written.append(base + ".yaml")
-    if want_pcapng:
-        written += [base + ".stimulus.pcapng", base + ".expected.pcapng"]
-    if want_hex:
-        written += [base + ".stimulus.hex", base + ".expected.hex"]
-    return written
-
-
-def _write_yaml(vec: Vector, base: str) -> None:
-    with _BackgroundWriter() as w, atomic_writer(base + ".yaml") as f:
-        try:
-            w.write(f, _yaml_head(vec).encode())
-            for text in _render_yaml(vec):
+            if title:
+                w.write(f, title.encode())
+            for text in parts:
                 w.write(f, text.encode())
-            w.write(f, _yaml_tail(vec).encode())
         finally:
             w.drain()  # no file closes under a pending write
 
 
-def _write_hex(vec: Vector, base: str) -> None:
-    with _BackgroundWriter() as w, atomic_writer(base + ".stimulus.hex") as sh, \
-            atomic_writer(base + ".expected.hex") as eh:
+def _write_bytes(path: str, parts) -> None:
+    with _BackgroundWriter() as w, open(path, "wb") as f:
         try:
-            w.write(sh, _HEX_TITLE.format(f"{vec.name}: stimulus").encode())
-            w.write(eh, _HEX_TITLE.format(f"{vec.name}: expected output, in order").encode())
-            for stext, etext in _render_hex(vec):
-                w.write(sh, stext.encode())
-                w.write(eh, etext.encode())
+            for part in parts:
+                w.write(f, part)
         finally:
             w.drain()
 
 
-def _write_pcapng(vec: Vector, base: str) -> None:
-    with _BackgroundWriter() as w:
-        names, idx = _port_index(vec)
-        for suffix, records in ((".stimulus.pcapng", _stimulus_records), (".expected.pcapng", _expected_records)):
-            with atomic_writer(base + suffix) as f:
-                try:
-                    for part in pcapng_record_chunks(records(vec, idx), names):
-                        w.write(f, part)
-                finally:
-                    w.drain()
+def _write_stimulus_files(name: str, ports: dict, stimulus, out: _Outputs) -> None:
+    names, idx = _port_index(ports)
+    if out.path(".stimulus.pcapng"):
+        _write_bytes(out.path(".stimulus.pcapng"), pcapng_record_chunks(_stimulus_records(stimulus, idx), names))
+    if out.path(".stimulus.hex"):
+        _write_text(out.path(".stimulus.hex"), _HEX_TITLE.format(f"{name}: stimulus"),
+                    _hex_lines(_stimulus_rows(stimulus)))
+
+
+def _write_expected_files(vec: Vector, out: _Outputs) -> None:
+    names, idx = _port_index(vec.ports)
+    if out.path(".expected.pcapng"):
+        _write_bytes(out.path(".expected.pcapng"), pcapng_record_chunks(_expected_records(vec, idx), names))
+    if out.path(".expected.hex"):
+        _write_text(out.path(".expected.hex"), _HEX_TITLE.format(f"{vec.name}: expected output, in order"),
+                    _hex_lines(_expected_rows(vec)))
+
+
+def _write_yaml(vec: Vector, out: _Outputs) -> None:
+    if out.path(".yaml"):
+        _write_text(out.path(".yaml"), None, _yaml_parts(vec))
+
+
+def _yaml_parts(vec: Vector):
+    yield _yaml_head(vec)
+    yield from _render_yaml(vec)
+    yield _yaml_tail(vec)
+
+
+def make_vector(name, description, options, ports, stimulus: list[Stimulus], outdir: str, formats=FORMATS,
+                checkpoints=None, progress=None) -> tuple[Vector, list[str]]:
+    """Run the stimulus through the pipeline and write the vector's files;
+    returns the vector and the paths written.
+
+    With two cores and a large stimulus, the work is spread over two
+    processes: a forked copy of this process writes the stimulus files while
+    this one runs the pipeline, then another writes the expected-output files
+    while this one writes the YAML file. The files are the same either way
+    (tested)."""
+    out = _Outputs(outdir, name, formats)
+    waits = []
+    try:
+        with gc_paused():
+            parallel = len(stimulus) >= _PARALLEL_MIN and _can_fork()
+            has_stim = out.path(".stimulus.pcapng") or out.path(".stimulus.hex")
+            has_exp = out.path(".expected.pcapng") or out.path(".expected.hex")
+            if parallel and has_stim:
+                waits.append(_forked(lambda: _write_stimulus_files(name, ports, stimulus, out)))
+            vec = _run_stimulus(name, description, options, ports, stimulus, checkpoints, progress)
+            if parallel and has_exp and out.path(".yaml"):
+                waits.append(_forked(lambda: _write_expected_files(vec, out)))
+            else:
+                _write_expected_files(vec, out)
+            if not parallel:
+                _write_stimulus_files(name, ports, stimulus, out)
+            _write_yaml(vec, out)
+            while waits:
+                waits.pop(0)()
+        return vec, out.commit()
+    finally:
+        for wait in waits:  # after an error: never leave a child writing
+            with contextlib.suppress(BaseException):
+                wait()
+        out.discard()
+
+
+def write_vector(vec: Vector, outdir: str, formats=FORMATS) -> list[str]:
+    """Write the files of a vector that has been run; returns their paths.
+    Large ones are streamed chunk by chunk; all are renamed into place together."""
+    out = _Outputs(outdir, vec.name, formats)
+    waits = []
+    try:
+        with gc_paused():
+            if len(vec.packets) >= _PARALLEL_MIN and _can_fork() and out.path(".yaml") and len(out.tmp) > 1:
+                # Two cores: a forked copy of this process writes the hex and
+                # pcapng files while this one writes the YAML file.
+                waits.append(_forked(lambda: (_write_stimulus_files(vec.name, vec.ports, _stimulus_of(vec), out),
+                                              _write_expected_files(vec, out))))
+            else:
+                _write_stimulus_files(vec.name, vec.ports, _stimulus_of(vec), out)
+                _write_expected_files(vec, out)
+            _write_yaml(vec, out)
+            while waits:
+                waits.pop(0)()
+        return out.commit()
+    finally:
+        for wait in waits:
+            with contextlib.suppress(BaseException):
+                wait()
+        out.discard()
 
 
 _PARALLEL_MIN = 50_000  # packets from which writing is split over two processes
@@ -566,6 +653,8 @@ def _progress(total: int, desc: str, quiet: bool):
         return None, lambda: None
     from tqdm import tqdm
 
+    tqdm.monitor_interval = 0  # no monitor thread: the writers fork (see _can_fork)
+
     bar = tqdm(total=total, desc=desc, unit="pkt", leave=False, file=sys.stderr)
     state = {"n": 0}
 
@@ -576,38 +665,54 @@ def _progress(total: int, desc: str, quiet: bool):
     return update, bar.close
 
 
-def build_file(path: str, outdir: str, formats=("yaml", "pcapng", "hex"), quiet=False) -> list[str]:
+def _vector(name, desc, options, ports, stim, cps, outdir, formats, quiet) -> list[str]:
+    """Run and write one vector (with a progress bar on a terminal)."""
+    update, close = _progress(len(stim), f"{name}: run", quiet)
+    try:
+        # (the pipeline reads the options it knows; "random" is recorded only)
+        vec, written = make_vector(name, desc, options, ports, stim, outdir, formats, cps, update)
+    finally:
+        close()
+    return written
+
+
+def build_file(path: str, outdir: str, formats=FORMATS, quiet=False) -> list[str]:
     """Build the vector of one scenario file (a timeline or a `random:` block)."""
     from .scenario import load_scenario_or_random
 
     sc = load_scenario_or_random(path)
     if isinstance(sc, Scenario):
         stim, cps = compile_scenario(sc)
-        name, desc, options, ports = sc.name, sc.description, sc.options, sc.ports
-    else:
-        from .randgen import generate
+        return _vector(sc.name, sc.description, sc.options, sc.ports, stim, cps, outdir, formats, quiet)
+    name, desc, options, params = sc
+    return _random_vector(name, desc, options, params, outdir, formats, quiet)
 
-        name, desc, options, params = sc
-        update, close = _progress(params.packets, f"{name}: generate", quiet)
+
+def _random_vector(name, desc, options, params, outdir, formats, quiet) -> list[str]:
+    from .randgen import generate
+
+    update, close = _progress(params.packets, f"{name}: generate", quiet)
+    try:
         stim = generate(params, update)
+    finally:
         close()
-        cps = {}
-        ports = {"host": params.ports[0], "net": params.ports[1]}
-        options = {**options, "random": params.to_dict()}
-    update, close = _progress(len(stim), f"{name}: run", quiet)
-    vec = run_stimulus(name, desc, {k: v for k, v in options.items() if k != "random"}, ports, stim, cps, update)
-    vec.options = options
-    close()
-    return write_vector(vec, outdir, formats)
+    ports = {"host": params.ports[0], "net": params.ports[1]}
+    return _vector(name, desc, {**options, "random": params.to_dict()}, ports, stim, {}, outdir, formats, quiet)
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    from .errors import UsageError
+
+    formats = tuple(f.strip() for f in text.split(",") if f.strip())
+    bad = set(formats) - set(FORMATS)
+    if bad or not formats:
+        raise UsageError(f"--formats: unknown format(s) {', '.join(sorted(bad)) or '(none given)'} "
+                         f"(a comma list of {', '.join(FORMATS)})")
+    return formats
 
 
 def cmd_vectors(args) -> int:
-    from .errors import UsageError
-
-    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
-    bad = set(formats) - {"yaml", "pcapng", "hex"}
-    if bad:
-        raise UsageError(f"--formats: unknown format(s) {', '.join(sorted(bad))} (yaml, pcapng, hex)")
+    formats = _formats(args.formats)
     for path in args.scenarios:
         written = build_file(path, args.out, formats, args.quiet)
         if not args.quiet:
@@ -616,22 +721,16 @@ def cmd_vectors(args) -> int:
 
 
 def cmd_random(args) -> int:
-    from .randgen import RandomParams, generate
+    from .randgen import RandomParams
 
+    formats = _formats(args.formats)
     p = RandomParams(seed=args.seed, packets=args.packets, connections=args.connections,
                      concurrency=args.concurrency, loss=args.loss, retransmit=args.retransmit,
                      reject=args.reject, ce_ratio=args.ce_ratio, duration_us=args.duration_us)
-    update, close = _progress(p.packets, "generate", args.quiet)
-    stim = generate(p, update)
-    close()
-    update, close = _progress(len(stim), "run", args.quiet)
-    options = {"mode": args.mode}
-    vec = run_stimulus(args.name, f"randomised: {p.to_dict()}", options, {"host": p.ports[0], "net": p.ports[1]}, stim, {}, update)
-    vec.options = {**options, "random": p.to_dict()}
-    close()
-    written = write_vector(vec, args.out, tuple(args.formats.split(",")))
+    written = _random_vector(args.name, f"randomised: {p.to_dict()}", {"mode": args.mode}, p, args.out, formats,
+                             args.quiet)
     if not args.quiet:
-        print(f"{len(stim)} packets -> {', '.join(written)}")
+        print(f"{p.packets:,} packets requested -> {', '.join(written)}")
     return 0
 
 

@@ -109,32 +109,67 @@ def test_parallel_writer_equals_serial(vec, tmp_path, monkeypatch):
     assert serial["w.expected.hex"] == V.expected_hex(vec).encode()
 
 
-def test_error_in_forked_writer_reaches_the_caller(vec, tmp_path, monkeypatch):
-    if not V._can_fork():
+@pytest.mark.parametrize("parallel", [True, False])
+@pytest.mark.parametrize("where", ["_write_expected_files", "_write_stimulus_files", "_render_yaml"])
+def test_a_failing_writer_changes_nothing(vec, tmp_path, monkeypatch, parallel, where):
+    """The error reaches the caller (from a forked writer too), no temporary
+    file is left, and the vector's previous files are untouched."""
+    if parallel and not V._can_fork():
         pytest.skip("no fork on this platform")
-    monkeypatch.setattr(V, "_PARALLEL_MIN", 1)
+    old = {f"w{suffix}": b"previous " + suffix.encode() for suffix in
+           (".yaml", ".stimulus.pcapng", ".expected.pcapng", ".stimulus.hex", ".expected.hex")}
+    for n, data in old.items():
+        (tmp_path / n).write_bytes(data)
+    monkeypatch.setattr(V, "_PARALLEL_MIN", 1 if parallel else 10**9)
+    real = getattr(V, where)
 
-    def broken(vec, base):
+    def broken(*a):
+        if where == "_render_yaml":
+            return _fail_after(real(*a))
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(V, "_write_pcapng", broken)
-    with pytest.raises(OSError, match="No space left"):
-        write_vector(vec, str(tmp_path))
-    # the YAML file is complete (its own writer finished); nothing half-written is left
-    assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp")]
-    assert not any(n.endswith(".pcapng") for n in os.listdir(tmp_path))
+    monkeypatch.setattr(V, where, broken)
+    stim = V._stimulus_of(vec)
+    for call in (lambda: write_vector(vec, str(tmp_path)),
+                 lambda: V.make_vector("w", "", vec.options, vec.ports, stim, str(tmp_path))):
+        with pytest.raises(OSError, match="No space left"):
+            call()
+        assert _files(tmp_path) == old
 
 
-def test_error_in_rendering_leaves_no_file(vec, tmp_path, monkeypatch):
-    monkeypatch.setattr(V, "_PARALLEL_MIN", 10**9)
+def _fail_after(parts):
+    yield from parts
+    raise OSError(28, "No space left on device")
 
-    def broken(vec):
-        yield "- id: 1\n"
-        raise RuntimeError("boom")
 
-    monkeypatch.setattr(V, "_render_yaml", broken)
-    with pytest.raises(RuntimeError, match="boom"):
-        write_vector(vec, str(tmp_path), formats=("yaml",))
+def test_make_vector_equals_run_then_write(vec, tmp_path, monkeypatch):
+    monkeypatch.setattr(V, "_CHUNK", 101)
+    stim = V._stimulus_of(vec)
+    write_vector(vec, str(tmp_path / "ref"))
+    for parallel in (False, True):
+        if parallel and not V._can_fork():
+            continue
+        monkeypatch.setattr(V, "_PARALLEL_MIN", 1 if parallel else 10**9)
+        d = tmp_path / str(parallel)
+        got, written = V.make_vector("w", vec.description, vec.options, vec.ports, stim, str(d))
+        assert got == vec
+        assert sorted(written) == sorted(str(d / n) for n in _files(d))
+        assert _files(d) == _files(tmp_path / "ref")
+
+
+def test_files_get_the_umask_mode(vec, tmp_path):
+    old = os.umask(0o027)
+    try:
+        write_vector(vec, str(tmp_path), formats=("yaml", "hex"))
+    finally:
+        os.umask(old)
+    assert {n: os.stat(tmp_path / n).st_mode & 0o777 for n in os.listdir(tmp_path)} == {
+        "w.yaml": 0o640, "w.stimulus.hex": 0o640, "w.expected.hex": 0o640}
+
+
+def test_unknown_format_is_refused(vec, tmp_path):
+    with pytest.raises(ValueError, match="unknown vector format"):
+        write_vector(vec, str(tmp_path), formats=("yaml", "csv"))
     assert os.listdir(tmp_path) == []
 
 
