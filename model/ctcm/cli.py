@@ -12,6 +12,7 @@ import json
 import sys
 
 from . import __version__
+from . import constants as K
 from .pcapio import CaptureError, read_capture
 from .oracle import OracleError
 from .scenario import ScenarioError
@@ -199,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_track)
 
     d = sub.add_parser("decode", help="one-line decoded summary of every packet in a capture")
-    d.add_argument("capture")
+    d.add_argument("capture", help="pcap or pcapng file (Ethernet)")
     d.add_argument("-v", "--verbose", action="count", default=0, help="print every field (-vv: with private data)")
     d.set_defaults(func=cmd_decode)
 
@@ -207,15 +208,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--src", required=True, help="CNP source IP (the congested flow's destination)")
     c.add_argument("--dst", required=True, help="CNP destination IP")
     c.add_argument("--dqpn", required=True, help="destination QPN (e.g. 0xd2)")
-    c.add_argument("--tos", type=_int, default=0xC2)
-    c.add_argument("--ttl", type=_int, default=255)
-    c.add_argument("--ip-id", type=_int, default=0)
-    c.add_argument("--sport", type=_int, default=0xF000)
+    c.add_argument("--tos", type=_int, default=K.CNP_TOS, help=f"IP TOS / traffic class (default {K.CNP_TOS:#x})")
+    c.add_argument("--ttl", type=_int, default=K.CNP_TTL, help=f"IP TTL / hop limit (default {K.CNP_TTL})")
+    c.add_argument("--ip-id", type=_int, default=0, help="IPv4 identification (default 0)")
+    c.add_argument("--sport", type=_int, default=K.CNP_UDP_SPORT, help=f"UDP source port (default {K.CNP_UDP_SPORT:#x})")
     c.add_argument("--ip-checksum", action="store_true", help="fill the IPv4 header checksum (default 0, as the C library)")
     c.set_defaults(func=cmd_cnp)
 
     dc = sub.add_parser("docs", help="regenerate docs derived from the code (state diagram, tables)")
-    dc.add_argument("--out", default="docs")
+    dc.add_argument("--out", default="docs", help="docs directory (default docs)")
     dc.set_defaults(func=cmd_docs)
 
     from .oracle import add_cli_command as add_compare

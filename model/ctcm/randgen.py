@@ -46,6 +46,30 @@ class RandomParams:
     duration_us: int = 10_000_000  # the stimulus spans about this much time
     ports: tuple = (1, 2)          # (host port, net port)
 
+    def __post_init__(self):
+        """Refuse values the generator cannot honour (ValueError naming the field)."""
+        for name in ("packets", "connections", "concurrency", "duration_us"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        for name in ("seed", "data_per_conn"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
+        for name in ("loss", "retransmit", "reject", "mra", "ce_ratio", "non_roce", "malformed", "ipv6"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                raise ValueError(f"{name} must be a probability in [0, 1], got {v!r}")
+        if self.loss == 1:
+            raise ValueError("loss must be below 1 (every CM message would be lost forever)")
+        if self.non_roce + self.malformed > 1:
+            raise ValueError("non_roce + malformed must not exceed 1")
+        ports = tuple(self.ports)
+        if len(ports) != 2 or any(isinstance(x, bool) or not isinstance(x, int) or not 0 <= x < 1 << 16
+                                  for x in ports) or ports[0] == ports[1]:
+            raise ValueError(f"ports must be two different port numbers (host, net), got {self.ports!r}")
+        self.ports = ports
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["ports"] = list(self.ports)

@@ -532,4 +532,8 @@ def load_scenario_or_random(path: str):
         elif isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ctx.err(rnd, f"{k!r} must be a number, got {v!r}")
         kw[k] = v
-    return name, doc.get("description", ""), _plain(options), RandomParams(**kw)
+    try:
+        params = RandomParams(**kw)
+    except ValueError as e:
+        raise ctx.err(rnd, str(e)) from None
+    return name, doc.get("description", ""), _plain(options), params

@@ -723,10 +723,18 @@ def cmd_vectors(args) -> int:
 def cmd_random(args) -> int:
     from .randgen import RandomParams
 
+    from .errors import UsageError
+
     formats = _formats(args.formats)
-    p = RandomParams(seed=args.seed, packets=args.packets, connections=args.connections,
-                     concurrency=args.concurrency, loss=args.loss, retransmit=args.retransmit,
-                     reject=args.reject, ce_ratio=args.ce_ratio, duration_us=args.duration_us)
+    try:
+        p = RandomParams(seed=args.seed, packets=args.packets, connections=args.connections,
+                         concurrency=args.concurrency, loss=args.loss, retransmit=args.retransmit,
+                         reject=args.reject, mra=args.mra, ce_ratio=args.ce_ratio, non_roce=args.non_roce,
+                         malformed=args.malformed, ipv6=args.ipv6, duration_us=args.duration_us)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out}: exists and is not a directory")
     written = _random_vector(args.name, f"randomised: {p.to_dict()}", {"mode": args.mode}, p, args.out, formats,
                              args.quiet)
     if not args.quiet:
@@ -735,26 +743,42 @@ def cmd_random(args) -> int:
 
 
 def add_cli_commands(sub) -> None:
+    from .randgen import RandomParams
+
     v = sub.add_parser("vectors", help="build golden vectors from scenario files")
     v.add_argument("scenarios", nargs="+", help="scenario YAML files")
     v.add_argument("--out", default="vectors", help="output directory (default vectors)")
     v.add_argument("--formats", default="yaml,pcapng,hex", help="comma list of yaml, pcapng, hex")
-    v.add_argument("-q", "--quiet", action="store_true")
+    v.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-file lines")
     v.set_defaults(func=cmd_vectors)
 
-    r = sub.add_parser("random", help="generate a randomised stress vector on demand")
-    r.add_argument("--name", default="stress")
-    r.add_argument("--out", default=".")
-    r.add_argument("--seed", type=int, default=1)
-    r.add_argument("--packets", type=int, default=1_000_000)
-    r.add_argument("--connections", type=int, default=10_000)
-    r.add_argument("--concurrency", type=int, default=1000)
-    r.add_argument("--loss", type=float, default=0.02)
-    r.add_argument("--retransmit", type=float, default=0.02)
-    r.add_argument("--reject", type=float, default=0.05)
-    r.add_argument("--ce-ratio", type=float, default=0.01)
-    r.add_argument("--duration-us", type=int, default=10_000_000)
-    r.add_argument("--mode", choices=("ideal", "p4"), default="ideal")
-    r.add_argument("--formats", default="yaml,pcapng,hex")
-    r.add_argument("-q", "--quiet", action="store_true")
+    d = RandomParams()
+    r = sub.add_parser("random", help="generate a randomised stress vector on demand",
+                       description="Generate a randomised vector: connections open (REQ/REP/RTU, some MRA or REJ), "
+                                   "carry RoCE data (some CE-marked), tear down (DREQ/DREP); CM messages are lost "
+                                   "and retransmitted; non-RoCE and malformed packets are mixed in. Same seed, same "
+                                   "files.")
+    r.add_argument("--name", default="stress", help="vector name: file name prefix (default stress)")
+    r.add_argument("--out", default=".", help="output directory (default .)")
+    r.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
+    r.add_argument("--packets", type=int, default=1_000_000, help="stimulus packets (default 1000000)")
+    r.add_argument("--connections", type=int, default=10_000,
+                   help="connections over the run (default 10000); the run ends early if all have ended")
+    r.add_argument("--concurrency", type=int, default=1000, help="connections alive at once, at most (default 1000)")
+    for name, what in (("loss", "a CM message is lost, then retransmitted"),
+                       ("retransmit", "a CM message is duplicated anyway"),
+                       ("reject", "a connection is rejected (REJ)"),
+                       ("mra", "an MRA comes before REP or RTU"),
+                       ("ce-ratio", "a data packet is marked ECN CE"),
+                       ("non-roce", "a packet is not RoCE (ARP, TCP, other UDP, ICMPv6)"),
+                       ("malformed", "a packet is malformed (truncated, bad version or length)"),
+                       ("ipv6", "a connection is IPv6")):
+        default = getattr(d, name.replace("-", "_"))
+        r.add_argument(f"--{name}", type=float, default=default, metavar="P",
+                       help=f"probability that {what} (default {default})")
+    r.add_argument("--duration-us", type=int, default=d.duration_us,
+                   help=f"model time the stimulus spans, in µs (default {d.duration_us})")
+    r.add_argument("--mode", choices=("ideal", "p4"), default="ideal", help="tracker table mode (default ideal)")
+    r.add_argument("--formats", default="yaml,pcapng,hex", help="comma list of yaml, pcapng, hex (default all)")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary line")
     r.set_defaults(func=cmd_random)

@@ -129,3 +129,32 @@ def test_unwritable_output_is_one_line(tmp_path):
     blocker.write_text("x")
     err = one_line_error(ctcm("vectors", str(s), "--out", str(blocker / "sub")), 1)
     assert "ctcm vectors:" in err
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--packets", "-5"], "packets must be an integer >= 1, got -5"),
+    (["--connections", "0"], "connections must be an integer >= 1, got 0"),
+    (["--loss", "1.5"], "loss must be a probability in [0, 1], got 1.5"),
+    (["--loss", "1"], "loss must be below 1"),
+    (["--non-roce", "0.7", "--malformed", "0.5"], "non_roce + malformed must not exceed 1"),
+    (["--formats", "yaml,csv"], "unknown format(s) csv"),
+    (["--formats", ","], "unknown format(s) (none given)"),
+])
+def test_random_command_refuses_bad_parameters(tmp_path, args, needle):
+    err = one_line_error(ctcm("random", "--packets", "100", "--out", str(tmp_path / "o"), *args), 2)
+    assert err.startswith("ctcm random: ") and needle in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_random_command_out_is_a_file(tmp_path):
+    (tmp_path / "f").write_text("x")
+    err = one_line_error(ctcm("random", "--packets", "100", "--out", str(tmp_path / "f")), 2)
+    assert "--out" in err and "not a directory" in err
+    assert (tmp_path / "f").read_text() == "x"
+
+
+def test_random_scenario_with_bad_value_names_the_line(tmp_path):
+    s = tmp_path / "r.yaml"
+    s.write_text("name: r\nrandom:\n  seed: 2\n  ce_ratio: 2.0\n")
+    err = one_line_error(ctcm("vectors", str(s), "--out", str(tmp_path / "o")), 1)
+    assert f"{s}:" in err and "ce_ratio must be a probability" in err, err
