@@ -20,11 +20,13 @@ All files are deterministic and written atomically. See docs/vectors.md.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import pickle
 import queue
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -278,13 +280,15 @@ def _quoted_all(strings: list[str]) -> list[str]:
     return [_q(s) for s in strings]
 
 
-def _render_yaml(vec: Vector):
-    """The ``packets:`` items of the YAML file, as text per chunk of packets.
-    Summaries come from :func:`summarize_many`, a chunk at a time."""
+def _render_yaml(vec: Vector, start: int = 0, stop: int | None = None):
+    """The ``packets:`` items of the YAML file (of packets[start:stop]), as
+    text per chunk of packets. Summaries come from :func:`summarize_many`, a
+    chunk at a time. A packet's text depends on that packet only."""
     packets = vec.packets
+    stop = len(packets) if stop is None else stop
     summary_cache: dict = {}
-    for c in range(0, len(packets), _CHUNK):
-        chunk = packets[c : c + _CHUNK]
+    for c in range(start, stop, _CHUNK):
+        chunk = packets[c : min(stop, c + _CHUNK)]
         # the stimulus frames, each followed by its outputs that differ from it
         frames = []
         for p in chunk:
@@ -416,17 +420,31 @@ class _Outputs:
         base = os.path.join(outdir, name)
         self.final: dict[str, str] = {}
         self.tmp: dict[str, str] = {}
-        for fmt in FORMATS:
-            if fmt in formats:
-                for suffix in _SUFFIXES[fmt]:
-                    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{name}{suffix}.", dir=outdir)
-                    os.close(fd)
-                    self.final[suffix] = base + suffix
-                    self.tmp[suffix] = tmp
+        self.parts: list[str] = []
+        try:
+            for fmt in FORMATS:
+                if fmt in formats:
+                    for suffix in _SUFFIXES[fmt]:
+                        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{name}{suffix}.", dir=outdir)
+                        os.close(fd)
+                        self.final[suffix] = base + suffix
+                        self.tmp[suffix] = tmp
+        except BaseException:
+            self.discard()
+            raise
 
     def path(self, suffix: str) -> str | None:
         """Where to write the file ``suffix`` (None: not wanted)."""
         return self.tmp.get(suffix)
+
+    def scratch(self, suffix: str) -> str:
+        """A temporary file for a part of a file; removed by :meth:`commit`
+        and :meth:`discard`."""
+        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.path.basename(next(iter(self.final.values())))}{suffix}.",
+                                   dir=os.path.dirname(next(iter(self.final.values()))) or ".")
+        os.close(fd)
+        self.parts.append(tmp)
+        return tmp
 
     def commit(self) -> list[str]:
         mode = new_file_mode()
@@ -434,13 +452,14 @@ class _Outputs:
             os.chmod(tmp, mode)
             os.replace(tmp, self.final[suffix])
         self.tmp = {}
+        self.discard()
         return list(self.final.values())
 
     def discard(self) -> None:
-        for tmp in self.tmp.values():
+        for tmp in [*self.tmp.values(), *self.parts]:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-        self.tmp = {}
+        self.tmp, self.parts = {}, []
 
 
 def _write_text(path: str, title: str | None, parts) -> None:
@@ -487,10 +506,46 @@ def _write_yaml(vec: Vector, out: _Outputs) -> None:
         _write_text(out.path(".yaml"), None, _yaml_parts(vec))
 
 
-def _yaml_parts(vec: Vector):
-    yield _yaml_head(vec)
-    yield from _render_yaml(vec)
-    yield _yaml_tail(vec)
+def _yaml_parts(vec: Vector, start: int = 0, stop: int | None = None):
+    """The YAML file's text, or the part of it for packets[start:stop]
+    (with the head if start is 0, the tail if stop is the end)."""
+    n = len(vec.packets)
+    stop = n if stop is None else stop
+    if start == 0:
+        yield _yaml_head(vec)
+    yield from _render_yaml(vec, start, stop)
+    if stop == n:
+        yield _yaml_tail(vec)
+
+
+def _append_file(dst_path: str, src_path: str) -> None:
+    """Append the bytes of ``src_path`` to ``dst_path`` (copied in the kernel
+    where it can: copy_file_range)."""
+    with open(src_path, "rb") as src, open(dst_path, "r+b") as dst:  # (copy_file_range refuses O_APPEND)
+        dst.seek(0, os.SEEK_END)
+        size = os.fstat(src.fileno()).st_size
+        left = size
+        copy = getattr(os, "copy_file_range", None)
+        while left and copy is not None:
+            try:
+                done = copy(src.fileno(), dst.fileno(), left)
+            except OSError as e:
+                if left < size or e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+                done = 0  # not on this file system: copy through user space
+            if not done:
+                break
+            left -= done
+        if left:
+            src.seek(size - left)
+            dst.seek(0, os.SEEK_END)
+            shutil.copyfileobj(src, dst, 1 << 20)
+
+
+# Share of the YAML packets this process renders while the forked one writes
+# the expected-output files and then renders the rest: about even work when
+# the expected files take half as long as the YAML file (measured).
+_YAML_SHARE = 0.75
 
 
 def make_vector(name, description, options, ports, stimulus: list[Stimulus], outdir: str, formats=FORMATS,
@@ -513,15 +568,28 @@ def make_vector(name, description, options, ports, stimulus: list[Stimulus], out
             if parallel and has_stim:
                 waits.append(_forked(lambda: _write_stimulus_files(name, ports, stimulus, out)))
             vec = _run_stimulus(name, description, options, ports, stimulus, checkpoints, progress)
-            if parallel and has_exp and out.path(".yaml"):
-                waits.append(_forked(lambda: _write_expected_files(vec, out)))
+            if parallel and out.path(".yaml"):
+                # the forked process: the expected files, then the YAML text of
+                # the last packets into a part file appended after ours
+                split = int(len(vec.packets) * (_YAML_SHARE if has_exp else 0.5))
+                part = out.scratch(".part")
+
+                def rest():
+                    _write_expected_files(vec, out)
+                    _write_text(part, None, _yaml_parts(vec, split))
+
+                waits.append(_forked(rest))
+                _write_text(out.path(".yaml"), None, _yaml_parts(vec, 0, split))
+                while waits:
+                    waits.pop(0)()
+                _append_file(out.path(".yaml"), part)
             else:
                 _write_expected_files(vec, out)
-            if not parallel:
-                _write_stimulus_files(name, ports, stimulus, out)
-            _write_yaml(vec, out)
-            while waits:
-                waits.pop(0)()
+                if not parallel:
+                    _write_stimulus_files(name, ports, stimulus, out)
+                _write_yaml(vec, out)
+                while waits:
+                    waits.pop(0)()
         return vec, out.commit()
     finally:
         for wait in waits:  # after an error: never leave a child writing
@@ -665,14 +733,22 @@ def _progress(total: int, desc: str, quiet: bool):
     return update, bar.close
 
 
+# The command line keeps its last vector (and stimulus) until the process
+# exits: freeing the objects of a million-packet vector takes over a second,
+# and the `ctcm` entry point exits without freeing anything (cli.entry).
+_KEPT: list = []
+
+
 def _vector(name, desc, options, ports, stim, cps, outdir, formats, quiet) -> list[str]:
     """Run and write one vector (with a progress bar on a terminal)."""
+    _KEPT.clear()
     update, close = _progress(len(stim), f"{name}: run", quiet)
     try:
         # (the pipeline reads the options it knows; "random" is recorded only)
         vec, written = make_vector(name, desc, options, ports, stim, outdir, formats, cps, update)
     finally:
         close()
+    _KEPT[:] = [vec, stim]
     return written
 
 

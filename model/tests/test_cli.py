@@ -158,3 +158,15 @@ def test_random_scenario_with_bad_value_names_the_line(tmp_path):
     s.write_text("name: r\nrandom:\n  seed: 2\n  ce_ratio: 2.0\n")
     err = one_line_error(ctcm("vectors", str(s), "--out", str(tmp_path / "o")), 1)
     assert f"{s}:" in err and "ce_ratio must be a probability" in err, err
+
+
+def test_console_script_flushes_and_keeps_the_exit_status(tmp_path):
+    """The installed `ctcm` exits through os._exit: its output must still be
+    complete and its exit status that of the command."""
+    exe = os.path.join(os.path.dirname(sys.executable), "ctcm")
+    if not os.path.exists(exe):
+        pytest.skip("the ctcm console script is not installed next to this Python")
+    r = subprocess.run([exe, "decode", os.path.join(VEC, "stress-small.stimulus.pcapng")], capture_output=True, text=True)
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 600, (r.returncode, r.stderr)
+    r = subprocess.run([exe, "random", "--packets", "0", "--out", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith("ctcm random: packets must be"), r.stderr

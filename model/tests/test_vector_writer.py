@@ -142,16 +142,18 @@ def _fail_after(parts):
     raise OSError(28, "No space left on device")
 
 
-def test_make_vector_equals_run_then_write(vec, tmp_path, monkeypatch):
+@pytest.mark.parametrize("formats", [V.FORMATS, ("yaml",), ("yaml", "pcapng"), ("hex",)])
+def test_make_vector_equals_run_then_write(vec, tmp_path, monkeypatch, formats):
     monkeypatch.setattr(V, "_CHUNK", 101)
     stim = V._stimulus_of(vec)
-    write_vector(vec, str(tmp_path / "ref"))
+    monkeypatch.setattr(V, "_PARALLEL_MIN", 10**9)
+    write_vector(vec, str(tmp_path / "ref"), formats)
     for parallel in (False, True):
         if parallel and not V._can_fork():
             continue
         monkeypatch.setattr(V, "_PARALLEL_MIN", 1 if parallel else 10**9)
         d = tmp_path / str(parallel)
-        got, written = V.make_vector("w", vec.description, vec.options, vec.ports, stim, str(d))
+        got, written = V.make_vector("w", vec.description, vec.options, vec.ports, stim, str(d), formats)
         assert got == vec
         assert sorted(written) == sorted(str(d / n) for n in _files(d))
         assert _files(d) == _files(tmp_path / "ref")
@@ -185,3 +187,19 @@ def test_pcapng_chunks_read_back_by_scapy(vec, tmp_path):
     assert [round(float(p.time) * 1e6) for p in got] == [t for t, _, _ in pkts]
     assert [p.sniffed_on for p in got] == [["p1", "p2"][i] for _, i, _ in pkts]
     assert [(p.comment or b"").decode() or None for p in got] == comments
+
+
+@pytest.mark.parametrize("how", ["kernel", "no copy_file_range", "ENOSYS"])
+def test_append_file(tmp_path, monkeypatch, how):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(b"head\n")
+    data = bytes(range(256)) * 5000
+    b.write_bytes(data)
+    if how == "no copy_file_range":
+        monkeypatch.delattr(os, "copy_file_range", raising=False)
+    elif how == "ENOSYS":
+        def refuse(*a):
+            raise OSError(38, "Function not implemented")
+        monkeypatch.setattr(os, "copy_file_range", refuse)
+    V._append_file(str(a), str(b))
+    assert a.read_bytes() == b"head\n" + data
