@@ -563,6 +563,7 @@ class Tracker:
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.now = 0
         self._closed = False
+        self._scratch = None  # classify_batch's reusable buffer (process_batch)
 
     def _init_tables(self) -> None:
         g = self.geometry
@@ -663,7 +664,11 @@ class Tracker:
                 dirs = [Direction(d) for d in directions]  # the error names the bad value
         times = [now_us] * n if isinstance(now_us, int) else list(now_us)
         out: list[Event | None] = [None] * n
-        f = _cm_fields_batch(frames, dirs)
+        if self._scratch is None:
+            from .batch import Scratch
+
+            self._scratch = Scratch()
+        f = _cm_fields_batch(frames, dirs, self._scratch)
         track = self.track
         for i, attr, ip, loc, rem, qpn, mraed in zip(f.index, f.attr, f.peer_ip, f.local_id, f.remote_id, f.qpn,
                                                     f.mraed):
@@ -908,7 +913,7 @@ class Tracker:
         return self._t.n_active + self._t.n_passive
 
 
-def _cm_fields_batch(frames: list, dirs: list):
+def _cm_fields_batch(frames: list, dirs: list, scratch=None):
     """The fields :meth:`Tracker.track` takes, for every CM MAD of a batch:
     numpy gathers over the header bytes that :func:`ctcm.batch.classify_batch`
     (identical to :func:`classify`) keeps; a MAD whose fields lie beyond
@@ -917,7 +922,7 @@ def _cm_fields_batch(frames: list, dirs: list):
 
     from .batch import W, classify_batch
 
-    res = classify_batch(frames)
+    res = classify_batch(frames, scratch)
     idx = np.flatnonzero(res.kind == CM)
     k = len(idx)
     if not k:

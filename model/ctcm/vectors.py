@@ -1,6 +1,7 @@
 """Golden vectors: run stimulus through the pipeline model and write files.
 
-For a scenario NAME, :func:`write_vector` writes into a directory:
+For a scenario NAME, :func:`make_vector` (run the stimulus, then write) or
+:func:`write_vector` (write a vector already run) writes into a directory:
 
 * ``NAME.yaml``          the vector: options, then per stimulus packet its
                          time, ingress port, one-line summary and hex bytes,
@@ -14,7 +15,8 @@ For a scenario NAME, :func:`write_vector` writes into a directory:
                          with ``//`` comment lines, readable by a testbench
                          without Python (``$fscanf`` / ``$readmemh`` style).
 
-All files are deterministic and written atomically. See docs/vectors.md.
+All files are deterministic; the files of a vector are renamed into place
+together once all are complete. See docs/vectors.md.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from .pcapio import new_file_mode, pcapng_record_chunks
 from .pipeline import Pipeline, PipelineConfig
 from .scenario import Scenario, Stimulus, compile_scenario
 
-__all__ = ["Vector", "run_stimulus", "run_scenario", "write_vector", "vector_yaml", "FORMAT"]
+__all__ = ["Vector", "run_stimulus", "run_scenario", "make_vector", "write_vector", "vector_yaml", "FORMAT", "FORMATS"]
 
 FORMAT = "ctcm-vector/1"
 
