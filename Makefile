@@ -12,7 +12,7 @@ all: vectors
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet -e '.[test,bench,fast]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -20,6 +20,7 @@ import time
 import tracemalloc
 
 from ctcm import cnp as C
+from ctcm import kernel
 from ctcm.packet import classify
 from ctcm.pipeline import Pipeline, PipelineConfig
 from ctcm.scenario import Conn, Host, cm_frame, data_frame
@@ -177,9 +178,17 @@ def main(argv=None) -> int:
         med, spread = fmt_rate(measure(run_track(mode), len(msgs), reps))
         row(f"tracker, CM messages, {mode} mode, process() per frame (msg/s)", med, "msg/s", "300,000",
             f"spread {spread}; classify + fields + state machine")
-        med, spread = fmt_rate(measure(run_track_batch(mode), len(msgs), reps))
-        row(f"tracker, CM messages, {mode} mode, process_batch() (msg/s)", med, "msg/s", "300,000",
-            f"spread {spread}; numpy parse + fields, state machine per message")
+        if mode == "p4" and kernel.available():
+            med, spread = fmt_rate(measure(run_track_batch(mode), len(msgs), reps))
+            row(f"tracker, CM messages, {mode} mode, process_batch(), compiled kernel (msg/s)", med, "msg/s",
+                "300,000", f"spread {spread}; numpy parse + fields, state machine of the batch in ctcm.kernel (numba)")
+        os.environ["CTCM_KERNEL"] = "0"
+        try:
+            med, spread = fmt_rate(measure(run_track_batch(mode), len(msgs), reps))
+        finally:
+            del os.environ["CTCM_KERNEL"]
+        row(f"tracker, CM messages, {mode} mode, process_batch(), Python (msg/s)", med, "msg/s", "300,000",
+            f"spread {spread}; numpy parse + fields, state machine per message in Python")
         med, spread = fmt_rate(measure(run_track_fields(mode), len(msgs), reps))
         row(f"tracker, state machine only, {mode} mode, track() on parsed fields (msg/s)", med, "msg/s", "-",
             f"spread {spread}; what is left once a parser has extracted the fields")

@@ -31,8 +31,10 @@ import ipaddress
 import zlib
 from array import array
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import constants as K
+from . import kernel
 from . import headers as H
 from .gcpause import gc_paused
 from .packet import CM, classify
@@ -548,6 +550,32 @@ COUNTERS = (
 )
 
 
+# Tables for the compiled kernel (ctcm.kernel), made from the ones above.
+def _kernel_tables():
+    import numpy as np
+
+    msg_of_attr = np.full(1 << 16, -2, np.int64)  # -2: not tracked (ignored), -1: MRA
+    counter_of_attr = np.full(1 << 16, COUNTERS.index("cm_other"), np.int64)
+    for attr, name in H.CM_ATTR_NAMES.items():
+        counter_of_attr[attr] = COUNTERS.index(f"cm_{name}")
+    for attr, m in _MSG_OF_ATTR.items():
+        msg_of_attr[attr] = m
+    special = {None: kernel.T_NONE, SAME: kernel.T_SAME, GONE: kernel.T_GONE}
+    trans = np.array([special[x] if x is None or isinstance(x, str) else int(x) for x in _TRANS], np.int64)
+    ci = COUNTERS.index
+    consts = np.array([
+        ci("ignored"), ci("unknown"), ci("unexpected"), ci("retransmission"), ci("transition"), ci("new"),
+        ci("refused"), ci("removed"), ci("timewait_expired"), ci("table_refusals"), ci("flow_inserts"),
+        ci("flow_removals"), ci("flow_refusals"), ci("flow_conflicts"), ci("flow_zero_qpn"),
+        M_REQ, M_REP, M_MRA_REQ, M_MRA_REP, S.REQ_SENT, S.REQ_RCVD, S.ESTABLISHED, S.TIMEWAIT,
+        F_LID, F_RID, F_FLOW, F_PASSIVE, FROM_HOST], np.int64)
+    return msg_of_attr, counter_of_attr, trans, consts
+
+
+_KERNEL_MSG_OF_ATTR, _KERNEL_COUNTER_OF_ATTR, _KERNEL_TRANS, _KERNEL_CONSTS = _kernel_tables()
+_R_IGNORED = RESULTS.index("ignored")
+
+
 class Tracker:
     """The connection tracker (ctcm_create / ctcm_process_packets / ctcm_query_ipv4)."""
 
@@ -668,12 +696,78 @@ class Tracker:
             from .batch import Scratch
 
             self._scratch = Scratch()
-        f = _cm_fields_batch(frames, dirs, self._scratch)
+        fa = _cm_fields_arrays(frames, dirs, self._scratch)
+        if isinstance(self._t, _P4Index) and len(fa.index) >= max(1, kernel.MIN_MESSAGES) and kernel.available():
+            self._track_compiled(fa, dirs, times, out)
+            return out
+        f = _as_lists(fa)
         track = self.track
         for i, attr, ip, loc, rem, qpn, mraed in zip(f.index, f.attr, f.peer_ip, f.local_id, f.remote_id, f.qpn,
                                                     f.mraed):
             out[i] = track(dirs[i], attr, ip, loc, rem, qpn, mraed, times[i])
         return out
+
+    def _track_compiled(self, f: "_FieldArrays", dirs: list, times: list, out: list) -> None:
+        """:meth:`track` of every message of ``f`` in order, by the compiled
+        kernel (:mod:`ctcm.kernel`, p4 mode); events into ``out``."""
+        import numpy as np
+
+        k = len(f.index)
+        idx = f.index.tolist()
+        d = np.fromiter(map(dirs.__getitem__, idx), np.int64, k)
+        t = np.fromiter(map(times.__getitem__, idx), np.int64, k)
+        s, g = self._s, self.geometry
+        i64 = np.zeros
+        o = {name: i64(k, np.int64) for name in ("res", "msg", "old", "new", "lid", "ipsrc", "rid", "fa", "fa_rq",
+                                                  "fa_lq", "fr", "fr_rq")}
+        o_ip, o_fa_ip, o_fr_ip = (np.zeros((k, 16), np.uint8) for _ in range(3))
+        counters = np.zeros(len(COUNTERS), np.int64)
+        occupancy = np.zeros(2, np.int64)
+        t_ = self._t
+        kernel.run(
+            d, f.attr, f.ip, f.local_id, f.remote_id, f.qpn, f.mraed, t,
+            _KERNEL_MSG_OF_ATTR, _KERNEL_COUNTER_OF_ATTR,
+            np.frombuffer(s.state, np.uint8), np.frombuffer(s.flags, np.uint8), np.frombuffer(s.lid, np.uint32),
+            np.frombuffer(s.rid, np.uint32), np.frombuffer(s.lqpn, np.uint32), np.frombuffer(s.rqpn, np.uint32),
+            np.frombuffer(s.ts, np.int64), np.frombuffer(s.ip, np.uint8), np.frombuffer(t_.flows, np.int32),
+            np.array([t_.amask, t_.aways, t_.pmask, t_.pways, t_.pbase, t_.fmask, t_.fways], np.int64),
+            self.timewait_us, _KERNEL_TRANS, kernel.CRC_TABLE, _KERNEL_CONSTS,
+            o["res"], o["msg"], o["old"], o["new"], o["lid"], o["ipsrc"], o_ip, o["rid"],
+            o["fa"], o_fa_ip, o["fa_rq"], o["fa_lq"], o["fr"], o_fr_ip, o["fr_rq"],
+            counters, occupancy,
+        )
+        c = self.counters
+        for name, v in zip(COUNTERS, counters.tolist()):
+            if v:
+                c[name] += v
+        t_.n_active += int(occupancy[0])
+        t_.n_passive += int(occupancy[1])
+        self.now = int(t[-1])
+        # the events, as track() makes them
+        ipb, slot_ipb, fa_ipb, fr_ipb = f.ip.tobytes(), o_ip.tobytes(), o_fa_ip.tobytes(), o_fr_ip.tobytes()
+        cols = (idx, f.attr.tolist(), f.mraed.tolist(), *(o[n].tolist() for n in (
+            "res", "msg", "old", "new", "lid", "ipsrc", "rid", "fa", "fa_rq", "fa_lq", "fr", "fr_rq")))
+        states = _STATES
+        for j, (i, attr, mraed, res, m, old, new, lid, ipsrc, rid, fa, fa_rq, fa_lq, fr, fr_rq) in enumerate(zip(*cols)):
+            a, b = 16 * j, 16 * j + 16
+            if res == _R_IGNORED:
+                if attr == H.ATTR_MRA:  # an MRA of neither REQ nor REP
+                    name = "MRA(LAP)" if mraed == 2 else f"MRA({mraed})"
+                else:
+                    name = H.CM_ATTR_NAMES.get(attr) or f"attr {attr:#06x}"
+                out[i] = Event(dirs[i], name, "ignored")
+                continue
+            ev = Event(dirs[i], MSGS[m], RESULTS[res],
+                       None if old < 0 else states[old],
+                       GONE if new == kernel.GONE_CODE else (None if new < 0 else states[new]),
+                       None if lid < 0 else lid,
+                       ipb[a:b] if ipsrc == kernel.IP_MSG else (slot_ipb[a:b] if ipsrc == kernel.IP_SLOT else None),
+                       None if rid < 0 else rid)
+            if fa:
+                ev.flow_added = (fa_ipb[a:b], fa_rq, fa_lq)
+            if fr:
+                ev.flow_removed = (fr_ipb[a:b], fr_rq)
+            out[i] = ev
 
     def track(self, direction, attr: int, peer_ip: bytes, msg_local: int, msg_remote: int, qpn: int, mraed: int,
               now_us: int) -> Event:
@@ -913,7 +1007,7 @@ class Tracker:
         return self._t.n_active + self._t.n_passive
 
 
-def _cm_fields_batch(frames: list, dirs: list, scratch=None):
+def _cm_fields_arrays(frames: list, dirs: list, scratch=None) -> "_FieldArrays":
     """The fields :meth:`Tracker.track` takes, for every CM MAD of a batch:
     numpy gathers over the header bytes that :func:`ctcm.batch.classify_batch`
     (identical to :func:`classify`) keeps; a MAD whose fields lie beyond
@@ -926,7 +1020,8 @@ def _cm_fields_batch(frames: list, dirs: list, scratch=None):
     idx = np.flatnonzero(res.kind == CM)
     k = len(idx)
     if not k:
-        return _Fields(index=[], attr=[], peer_ip=[], local_id=[], remote_id=[], qpn=[], mraed=[])
+        z = np.zeros(0, np.int64)
+        return _FieldArrays(z, z, np.zeros((0, 16), np.uint8), z, z, z, z)
     mad, l3, attr = res.mad[idx], res.l3[idx], res.attr_id[idx]
     v4 = res.ip_version[idx] == 4
     host = np.fromiter(map(dirs.__getitem__, idx.tolist()), np.int8, k) == FROM_HOST
@@ -950,20 +1045,45 @@ def _cm_fields_batch(frames: list, dirs: list, scratch=None):
         if j >= 12:
             ip[fv4, j] = col[fv4]
         ip[~fv4, j] = res.byte(fi[~fv4], fo[~fv4] + j)
-    ipb = ip.tobytes()
     is_req, is_rep = fa == H.ATTR_REQ, fa == H.ATTR_REP
     qpn = np.where(is_req | is_rep, u(np.where(is_req, fm + _REQ_QPN, fm + _REP_QPN), 3), 0)
-    mraed = np.where(fa == H.ATTR_MRA, res.byte(fi, fm + _MRAED) >> _MRAED_SHIFT, 0)
-    f = _Fields(index=fi.tolist(), attr=fa.tolist(), peer_ip=[ipb[16 * j : 16 * j + 16] for j in range(len(fast))],
-                local_id=u(fm + _LOCAL_ID, 4).tolist(), remote_id=u(fm + _REMOTE_ID, 4).tolist(),
-                qpn=qpn.tolist(), mraed=mraed.tolist())
+    mraed = np.where(fa == H.ATTR_MRA, res.byte(fi, fm + _MRAED) >> _MRAED_SHIFT, 0).astype(np.int64)
+    f = _FieldArrays(fi.astype(np.int64), fa.astype(np.int64), ip, u(fm + _LOCAL_ID, 4), u(fm + _REMOTE_ID, 4),
+                     qpn.astype(np.int64), mraed)
     slow = np.flatnonzero(~inside)
-    if len(slow):  # rare: read in Python, then merge in frame order
-        rows = sorted(zip(f.index, f.attr, f.peer_ip, f.local_id, f.remote_id, f.qpn, f.mraed)
-                      + [_fields_one(frames[i], res.parsed(i), dirs[i], i) for i in idx[slow].tolist()])
-        f = _Fields(**dict(zip(("index", "attr", "peer_ip", "local_id", "remote_id", "qpn", "mraed"),
-                               map(list, zip(*rows)))))
+    if len(slow):  # rare: read in Python, then merged in frame order
+        rows = [_fields_one(frames[i], res.parsed(i), dirs[i], i) for i in idx[slow].tolist()]
+        cols = list(zip(*rows))
+        extra = _FieldArrays(np.array(cols[0], np.int64), np.array(cols[1], np.int64),
+                             np.frombuffer(b"".join(cols[2]), np.uint8).reshape(-1, 16),
+                             *(np.array(c, np.int64) for c in cols[3:]))
+        order = np.argsort(np.concatenate([f.index, extra.index]), kind="stable")
+        f = _FieldArrays(*(np.concatenate([a, b])[order] for a, b in zip(f, extra)))
     return f
+
+
+def _cm_fields_batch(frames: list, dirs: list, scratch=None):
+    """:func:`_cm_fields_arrays` as lists (peer IPs as 16-byte strings), for
+    :meth:`Tracker.track`."""
+    return _as_lists(_cm_fields_arrays(frames, dirs, scratch))
+
+
+def _as_lists(f: "_FieldArrays"):
+    ipb = f.ip.tobytes()
+    return _Fields(index=f.index.tolist(), attr=f.attr.tolist(),
+                   peer_ip=[ipb[16 * j : 16 * j + 16] for j in range(len(f.index))],
+                   local_id=f.local_id.tolist(), remote_id=f.remote_id.tolist(), qpn=f.qpn.tolist(),
+                   mraed=f.mraed.tolist())
+
+
+class _FieldArrays(NamedTuple):
+    index: "np.ndarray"      # frame index in the batch
+    attr: "np.ndarray"       # attribute ID
+    ip: "np.ndarray"         # peer IP, k x 16 bytes (IPv4-mapped)
+    local_id: "np.ndarray"   # the message's local comm ID
+    remote_id: "np.ndarray"  # the message's remote comm ID
+    qpn: "np.ndarray"        # QPN of a REQ or REP, else 0
+    mraed: "np.ndarray"      # an MRA's "message MRAed", else 0
 
 
 def _fields_one(buf, parsed, direction, i):

@@ -36,6 +36,12 @@ def mutate(items, seed):
     return out
 
 
+@pytest.fixture(autouse=True)
+def python_path(monkeypatch):
+    """These tests are about the Python batch path; test_kernel.py checks the compiled one."""
+    monkeypatch.setenv("CTCM_KERNEL", "0")
+
+
 def one_by_one(t, items):
     return [t.process(d, f, now_us=ts) for d, f, ts in items]
 
