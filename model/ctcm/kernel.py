@@ -124,23 +124,11 @@ def _kernel(
             loc = locs[k]
             # find: ACTIVE by the host's comm ID, PASSIVE by (peer IP, peer comm ID)
             if host:
-                for j in range(4):
-                    key[j] = (loc >> (24 - 8 * j)) & 0xFF
-                base = (_crc(key, 4, crc_table) & amask) * aways
-                for s in range(base, base + aways):
-                    if lid[s] == loc and state[s] != 0:
-                        i = s
-                        break
+                base = _active_base(key, loc, amask, aways, crc_table)
+                i = _find_active(base, aways, lid, state, loc)
             else:
-                for j in range(16):
-                    key[j] = ips[k, j]
-                for j in range(4):
-                    key[16 + j] = (loc >> (24 - 8 * j)) & 0xFF
-                base = pbase + (_crc(key, 20, crc_table) & pmask) * pways
-                for s in range(base, base + pways):
-                    if rid[s] == loc and state[s] != 0 and _ip_eq(ip, s, ips, k):
-                        i = s
-                        break
+                base = _passive_base(key, ips, k, loc, pbase, pmask, pways, crc_table)
+                i = _find_passive(base, pways, rid, state, ip, ips, k, loc)
             if i >= 0 and host and not _ip_eq(ip, i, ips, k):
                 # the same local comm ID towards another peer: not this connection
                 counters[C_UNEXPECTED] += 1
@@ -156,18 +144,7 @@ def _kernel(
                 i = -1
             if i < 0:
                 # allocate: a free way of the key's bucket, else an expired TIMEWAIT one
-                if host:
-                    for j in range(4):
-                        key[j] = (loc >> (24 - 8 * j)) & 0xFF
-                    base = (_crc(key, 4, crc_table) & amask) * aways
-                    ways = aways
-                else:
-                    for j in range(16):
-                        key[j] = ips[k, j]
-                    for j in range(4):
-                        key[16 + j] = (loc >> (24 - 8 * j)) & 0xFF
-                    base = pbase + (_crc(key, 20, crc_table) & pmask) * pways
-                    ways = pways
+                ways = aways if host else pways  # (base: the bucket found above)
                 for s in range(base, base + ways):
                     if state[s] == 0:
                         i = s
@@ -223,24 +200,10 @@ def _kernel(
             else:
                 host_id, peer_id = rems[k], locs[k]
             # lookup: ACTIVE[host id], checked against the peer; else PASSIVE[(peer IP, peer id)]
-            for j in range(4):
-                key[j] = (host_id >> (24 - 8 * j)) & 0xFF
-            base = (_crc(key, 4, crc_table) & amask) * aways
-            for s in range(base, base + aways):
-                if lid[s] == host_id and state[s] != 0:
-                    i = s
-                    break
+            i = _find_active(_active_base(key, host_id, amask, aways, crc_table), aways, lid, state, host_id)
             if i < 0 or not _ip_eq(ip, i, ips, k) or ((flags[i] & F_RID) != 0 and rid[i] != peer_id):
-                i = -1
-                for j in range(16):
-                    key[j] = ips[k, j]
-                for j in range(4):
-                    key[16 + j] = (peer_id >> (24 - 8 * j)) & 0xFF
-                base = pbase + (_crc(key, 20, crc_table) & pmask) * pways
-                for s in range(base, base + pways):
-                    if rid[s] == peer_id and state[s] != 0 and _ip_eq(ip, s, ips, k):
-                        i = s
-                        break
+                base = _passive_base(key, ips, k, peer_id, pbase, pmask, pways, crc_table)
+                i = _find_passive(base, pways, rid, state, ip, ips, k, peer_id)
                 if i >= 0 and (flags[i] & F_LID) != 0 and lid[i] != host_id:
                     i = -1
             if i >= 0 and state[i] == S_TIMEWAIT and now - ts[i] >= timewait:
@@ -293,11 +256,7 @@ def _kernel(
             if lq == 0 or rq == 0:
                 counters[C_FLOW_ZERO] += 1
             else:
-                for j in range(16):
-                    key[j] = ip[16 * i + j]
-                for j in range(3):
-                    key[16 + j] = (rq >> (16 - 8 * j)) & 0xFF
-                base = (_crc(key, 19, crc_table) & fmask) * fways
+                base = _flow_base(key, ip, i, rq, fmask, fways, crc_table)
                 free = -1
                 conflict = False
                 for w in range(base, base + fways):
@@ -336,6 +295,45 @@ def _crc(key, n, table):
     return np.int64(c ^ np.uint32(0xFFFFFFFF))
 
 
+def _active_base(key, ident, amask, aways, table):
+    """First slot of the ACTIVE bucket of a host comm ID (key: its 4 bytes)."""
+    for j in range(4):
+        key[j] = (ident >> (24 - 8 * j)) & 0xFF
+    return (_crc(key, 4, table) & amask) * aways
+
+
+def _passive_base(key, ips, k, ident, pbase, pmask, pways, table):
+    """First slot of the PASSIVE bucket of (message k's peer IP, a peer comm ID)."""
+    for j in range(16):
+        key[j] = ips[k, j]
+    for j in range(4):
+        key[16 + j] = (ident >> (24 - 8 * j)) & 0xFF
+    return pbase + (_crc(key, 20, table) & pmask) * pways
+
+
+def _flow_base(key, ip, i, rq, fmask, fways, table):
+    """First way of the FLOW bucket of (slot i's remote IP, remote QPN rq)."""
+    for j in range(16):
+        key[j] = ip[16 * i + j]
+    for j in range(3):
+        key[16 + j] = (rq >> (16 - 8 * j)) & 0xFF
+    return (_crc(key, 19, table) & fmask) * fways
+
+
+def _find_active(base, ways, lid, state, ident):
+    for s in range(base, base + ways):
+        if lid[s] == ident and state[s] != 0:
+            return s
+    return -1
+
+
+def _find_passive(base, ways, rid, state, ip, ips, k, ident):
+    for s in range(base, base + ways):
+        if rid[s] == ident and state[s] != 0 and _ip_eq(ip, s, ips, k):
+            return s
+    return -1
+
+
 def _ip_eq(ip, s, ips, k):
     for j in range(16):
         if ip[16 * s + j] != ips[k, j]:
@@ -366,11 +364,7 @@ def _flow_remove(i, flags, rqpn, ip, flows, key, fmask, fways, table, counters, 
     if (flags[i] & F_FLOW) == 0:
         return
     rq = rqpn[i]
-    for j in range(16):
-        key[j] = ip[16 * i + j]
-    for j in range(3):
-        key[16 + j] = (rq >> (16 - 8 * j)) & 0xFF
-    base = (_crc(key, 19, table) & fmask) * fways
+    base = _flow_base(key, ip, i, rq, fmask, fways, table)
     for w in range(base, base + fways):
         c = flows[w]
         if c >= 0 and rqpn[c] == rq and _slot_ip_eq(ip, c, i):
@@ -406,7 +400,8 @@ def _compile():
 
         g = globals()
         opts = dict(cache=True, nogil=True)
-        for name in ("_crc", "_ip_eq", "_slot_ip_eq"):
+        for name in ("_crc", "_ip_eq", "_slot_ip_eq", "_active_base", "_passive_base", "_flow_base", "_find_active",
+                     "_find_passive"):
             g[name] = numba.njit(inline="always", **opts)(g[name])
         for name in ("_ids", "_flow_remove", "_remove"):
             g[name] = numba.njit(**opts)(g[name])

@@ -485,22 +485,24 @@ def _write_bytes(path: str, parts) -> None:
             w.drain()
 
 
-def _write_stimulus_files(name: str, ports: dict, stimulus, out: _Outputs) -> None:
+def _write_side(out: _Outputs, side: str, ports: dict, title: str, records, rows) -> None:
+    """The pcapng and hex files of one side ("stimulus" or "expected"):
+    ``records(idx)`` gives its pcapng records, ``rows()`` its hex rows."""
     names, idx = _port_index(ports)
-    if out.path(".stimulus.pcapng"):
-        _write_bytes(out.path(".stimulus.pcapng"), pcapng_record_chunks(_stimulus_records(stimulus, idx), names))
-    if out.path(".stimulus.hex"):
-        _write_text(out.path(".stimulus.hex"), _HEX_TITLE.format(f"{name}: stimulus"),
-                    _hex_lines(_stimulus_rows(stimulus)))
+    if out.path(f".{side}.pcapng"):
+        _write_bytes(out.path(f".{side}.pcapng"), pcapng_record_chunks(records(idx), names))
+    if out.path(f".{side}.hex"):
+        _write_text(out.path(f".{side}.hex"), _HEX_TITLE.format(title), _hex_lines(rows()))
+
+
+def _write_stimulus_files(name: str, ports: dict, stimulus, out: _Outputs) -> None:
+    _write_side(out, "stimulus", ports, f"{name}: stimulus", lambda idx: _stimulus_records(stimulus, idx),
+                lambda: _stimulus_rows(stimulus))
 
 
 def _write_expected_files(vec: Vector, out: _Outputs) -> None:
-    names, idx = _port_index(vec.ports)
-    if out.path(".expected.pcapng"):
-        _write_bytes(out.path(".expected.pcapng"), pcapng_record_chunks(_expected_records(vec, idx), names))
-    if out.path(".expected.hex"):
-        _write_text(out.path(".expected.hex"), _HEX_TITLE.format(f"{vec.name}: expected output, in order"),
-                    _hex_lines(_expected_rows(vec)))
+    _write_side(out, "expected", vec.ports, f"{vec.name}: expected output, in order",
+                lambda idx: _expected_records(vec, idx), lambda: _expected_rows(vec))
 
 
 def _write_yaml(vec: Vector, out: _Outputs) -> None:
