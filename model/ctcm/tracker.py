@@ -290,12 +290,16 @@ class _IdealIndex:
         self.flows: dict[bytes, int] = {}
         self.free: list[int] = []
         self.n_active = self.n_passive = 0
+        # closures over the dicts' get (they run for every CM message)
+        active_get, passive_get = self.active.get, self.passive.get
 
-    def find_active(self, local_id: int) -> int:
-        return self.active.get(local_id, -1)
+        def find_active(local_id: int) -> int:
+            return active_get(local_id, -1)
 
-    def find_passive(self, ip16: bytes, remote_id: int) -> int:
-        return self.passive.get(ip16 + remote_id.to_bytes(4, "big"), -1)
+        def find_passive(ip16: bytes, remote_id: int) -> int:
+            return passive_get(ip16 + remote_id.to_bytes(4, "big"), -1)
+
+        self.find_active, self.find_passive = find_active, find_passive
 
     def _take(self) -> int:
         if self.free:
