@@ -720,9 +720,8 @@ class Tracker:
         idx = f.index.tolist()
         d = np.fromiter(map(dirs.__getitem__, idx), np.int64, k)
         t = np.fromiter(map(times.__getitem__, idx), np.int64, k)
-        s, g = self._s, self.geometry
-        i64 = np.zeros
-        o = {name: i64(k, np.int64) for name in ("res", "msg", "old", "new", "lid", "ipsrc", "rid", "fa", "fa_rq",
+        s = self._s
+        o = {name: np.zeros(k, np.int64) for name in ("res", "msg", "old", "new", "lid", "ipsrc", "rid", "fa", "fa_rq",
                                                   "fa_lq", "fr", "fr_rq")}
         o_ip, o_fa_ip, o_fr_ip = (np.zeros((k, 16), np.uint8) for _ in range(3))
         counters = np.zeros(len(COUNTERS), np.int64)
