@@ -120,8 +120,11 @@ def _kernel(
         o_msg[k] = m
         host = d == FROM_HOST
         i = -1
+        loc = locs[k]
+        base = 0
+        host_id = -1
+        peer_id = -1
         if m == M_REQ:
-            loc = locs[k]
             # find: ACTIVE by the host's comm ID, PASSIVE by (peer IP, peer comm ID)
             if host:
                 base = _active_base(key, loc, amask, aways, crc_table)
@@ -137,63 +140,6 @@ def _kernel(
                 o_new[k] = state[i]
                 _ids(k, i, flags, lid, rid, ip, o_lid, o_rid, o_ipsrc, o_ip, F_LID, F_RID, IP_SLOT)
                 continue
-            if i >= 0 and state[i] == S_TIMEWAIT and now - ts[i] >= timewait:
-                _remove(i, state, flags, rqpn, ip, flows, key, fmask, fways, crc_table, counters, occupancy,
-                        pbase, o_fr, o_fr_ip, o_fr_rq, k, F_FLOW, C_FLOW_REMOVALS, C_REMOVED, False)
-                counters[C_TW_EXPIRED] += 1
-                i = -1
-            if i < 0:
-                # allocate: a free way of the key's bucket, else an expired TIMEWAIT one
-                ways = aways if host else pways  # (base: the bucket found above)
-                for s in range(base, base + ways):
-                    if state[s] == 0:
-                        i = s
-                        break
-                if i < 0:
-                    for s in range(base, base + ways):
-                        if state[s] == S_TIMEWAIT and now - ts[s] >= timewait:
-                            counters[C_TW_EXPIRED] += 1
-                            i = s
-                            break
-                else:  # a free way: one more connection (a taken-over slot is not)
-                    occupancy[0 if host else 1] += 1
-                if i < 0:
-                    counters[C_TABLE_REFUSALS] += 1
-                    counters[C_REFUSED] += 1
-                    o_res[k] = R_REFUSED
-                    o_ipsrc[k] = IP_MSG
-                    if host:
-                        o_lid[k] = loc
-                    else:
-                        o_rid[k] = loc
-                    continue
-                for j in range(16):
-                    ip[16 * i + j] = ips[k, j]
-                ts[i] = now
-                if host:
-                    state[i] = S_REQ_SENT
-                    flags[i] = F_LID
-                    lid[i] = loc
-                    rid[i] = 0
-                    lqpn[i] = qpns[k]
-                    rqpn[i] = 0
-                    o_new[k] = S_REQ_SENT
-                    o_lid[k] = loc
-                else:
-                    state[i] = S_REQ_RCVD
-                    flags[i] = F_RID | F_PASSIVE
-                    lid[i] = 0
-                    rid[i] = loc
-                    lqpn[i] = 0
-                    rqpn[i] = qpns[k]
-                    o_new[k] = S_REQ_RCVD
-                    o_rid[k] = loc
-                counters[C_NEW] += 1
-                o_res[k] = R_NEW
-                o_ipsrc[k] = IP_MSG
-                continue
-            host_id = -1
-            peer_id = -1
         else:
             if host:
                 host_id, peer_id = locs[k], rems[k]
@@ -206,15 +152,65 @@ def _kernel(
                 i = _find_passive(base, pways, rid, state, ip, ips, k, peer_id)
                 if i >= 0 and (flags[i] & F_LID) != 0 and lid[i] != host_id:
                     i = -1
-            if i >= 0 and state[i] == S_TIMEWAIT and now - ts[i] >= timewait:
-                _remove(i, state, flags, rqpn, ip, flows, key, fmask, fways, crc_table, counters, occupancy,
-                        pbase, o_fr, o_fr_ip, o_fr_rq, k, F_FLOW, C_FLOW_REMOVALS, C_REMOVED, False)
-                counters[C_TW_EXPIRED] += 1
-                i = -1
+        # a TIMEWAIT connection whose time is up is gone (Tracker._drop_expired)
+        if i >= 0 and state[i] == S_TIMEWAIT and now - ts[i] >= timewait:
+            _remove(i, state, flags, rqpn, ip, flows, key, fmask, fways, crc_table, counters, occupancy,
+                    pbase, o_fr, o_fr_ip, o_fr_rq, k, F_FLOW, C_FLOW_REMOVALS, C_REMOVED, False)
+            counters[C_TW_EXPIRED] += 1
+            i = -1
+        if i < 0 and m != M_REQ:
+            counters[C_UNKNOWN] += 1
+            o_res[k] = R_UNKNOWN
+            continue
+        if i < 0:  # a REQ: allocate a free way of the key's bucket, else an expired TIMEWAIT one
+            ways = aways if host else pways  # (base: the bucket found above)
+            for s in range(base, base + ways):
+                if state[s] == 0:
+                    i = s
+                    break
             if i < 0:
-                counters[C_UNKNOWN] += 1
-                o_res[k] = R_UNKNOWN
+                for s in range(base, base + ways):
+                    if state[s] == S_TIMEWAIT and now - ts[s] >= timewait:
+                        counters[C_TW_EXPIRED] += 1
+                        i = s
+                        break
+            else:  # a free way: one more connection (a taken-over slot is not)
+                occupancy[0 if host else 1] += 1
+            if i < 0:
+                counters[C_TABLE_REFUSALS] += 1
+                counters[C_REFUSED] += 1
+                o_res[k] = R_REFUSED
+                o_ipsrc[k] = IP_MSG
+                if host:
+                    o_lid[k] = loc
+                else:
+                    o_rid[k] = loc
                 continue
+            for j in range(16):
+                ip[16 * i + j] = ips[k, j]
+            ts[i] = now
+            if host:
+                state[i] = S_REQ_SENT
+                flags[i] = F_LID
+                lid[i] = loc
+                rid[i] = 0
+                lqpn[i] = qpns[k]
+                rqpn[i] = 0
+                o_new[k] = S_REQ_SENT
+                o_lid[k] = loc
+            else:
+                state[i] = S_REQ_RCVD
+                flags[i] = F_RID | F_PASSIVE
+                lid[i] = 0
+                rid[i] = loc
+                lqpn[i] = 0
+                rqpn[i] = qpns[k]
+                o_new[k] = S_REQ_RCVD
+                o_rid[k] = loc
+            counters[C_NEW] += 1
+            o_res[k] = R_NEW
+            o_ipsrc[k] = IP_MSG
+            continue
         # apply the transition of (direction, message, state)
         old = state[i]
         to = trans[d << 8 | m << 4 | old]

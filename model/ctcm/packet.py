@@ -484,25 +484,13 @@ def summarize(frame, parsed: Parsed | None = None) -> str:
     """The same line as ``decode(frame).summary()``, without decoding every field."""
     p = parsed if parsed is not None else classify(frame)
     n = len(frame)
-    parts = []
     l3 = p.l3
-    if l3 >= 0:
-        if p.ip_version == 4 and n >= l3 + 20:
-            parts.append(f"{_ntoa(bytes(frame[l3 + 12 : l3 + 16]))} > {_ntoa(bytes(frame[l3 + 16 : l3 + 20]))}")
-            if frame[l3 + 1] & 3 == ECN_CE:
-                parts.append("CE")
-        elif p.ip_version == 6 and n >= l3 + 40:
-            parts.append(f"{_ipstr(bytes(frame[l3 + 8 : l3 + 24]))} > {_ipstr(bytes(frame[l3 + 24 : l3 + 40]))}")
-            if (frame[l3 + 1] >> 4) & 3 == ECN_CE:
-                parts.append("CE")
+    parts = _summary_ip(frame, l3, p.ip_version) if l3 >= 0 else []
     icrc_ok = None
     if p.bth >= 0 and p.kind != NOT_ROCE:
         b = p.bth
         if n >= b + 12:
-            op = frame[b]
-            name = _OPNAMES.get(op) or f"op={op:#04x}"
-            parts.append(f"BTH {name} dqpn={int.from_bytes(frame[b + 5 : b + 8], 'big'):#08x} "
-                         f"psn={int.from_bytes(frame[b + 9 : b + 12], 'big'):#08x}")
+            parts.append(f"{_summary_bth(frame, b)}psn={int.from_bytes(frame[b + 9 : b + 12], 'big'):#08x}")
         if p.end >= 0 and n >= p.end + 4:
             icrc_ok = struct.unpack_from("<I", frame, p.end)[0] == icrc(frame, l3, p.end)
         m = p.mad
@@ -568,16 +556,29 @@ def summarize_many(frames, cache: dict | None = None) -> list[str]:
 def _summary_head(frame: bytes, l3: int, b: int) -> tuple[str, int]:
     """For a RoCE frame without a MAD: the summary up to ``psn=0x`` and the ICRC
     CRC state over the bytes before ``b + 8`` (see :func:`summarize`)."""
-    parts = []
-    if frame[l3] >> 4 == 4:
-        parts.append(f"{_ntoa(frame[l3 + 12 : l3 + 16])} > {_ntoa(frame[l3 + 16 : l3 + 20])}")
+    parts = _summary_ip(frame, l3, frame[l3] >> 4)
+    parts.append(_summary_bth(frame, b) + "psn=0x")
+    return " | ".join(parts), icrc(frame, l3, b + 8)
+
+
+def _summary_ip(frame, l3: int, version: int) -> list[str]:
+    """Summary parts of the IP header at ``l3``: addresses, and "CE" if marked."""
+    n = len(frame)
+    if version == 4 and n >= l3 + 20:
+        parts = [f"{_ntoa(bytes(frame[l3 + 12 : l3 + 16]))} > {_ntoa(bytes(frame[l3 + 16 : l3 + 20]))}"]
         if frame[l3 + 1] & 3 == ECN_CE:
             parts.append("CE")
-    else:
-        parts.append(f"{_ipstr(frame[l3 + 8 : l3 + 24])} > {_ipstr(frame[l3 + 24 : l3 + 40])}")
+        return parts
+    if version == 6 and n >= l3 + 40:
+        parts = [f"{_ipstr(bytes(frame[l3 + 8 : l3 + 24]))} > {_ipstr(bytes(frame[l3 + 24 : l3 + 40]))}"]
         if (frame[l3 + 1] >> 4) & 3 == ECN_CE:
             parts.append("CE")
+        return parts
+    return []
+
+
+def _summary_bth(frame, b: int) -> str:
+    """The BTH summary up to its PSN: ``BTH <opcode> dqpn=0x... ``."""
     op = frame[b]
     name = _OPNAMES.get(op) or f"op={op:#04x}"
-    parts.append(f"BTH {name} dqpn={int.from_bytes(frame[b + 5 : b + 8], 'big'):#08x} psn=0x")
-    return " | ".join(parts), icrc(frame, l3, b + 8)
+    return f"BTH {name} dqpn={int.from_bytes(frame[b + 5 : b + 8], 'big'):#08x} "

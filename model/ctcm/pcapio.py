@@ -12,14 +12,13 @@ is accepted.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import struct
 import tempfile
 from dataclasses import dataclass, field
 
-__all__ = ["CaptureError", "Capture", "read_capture", "write_pcap", "write_pcapng", "atomic_write", "atomic_writer", "new_file_mode"]
+__all__ = ["CaptureError", "Capture", "read_capture", "write_pcap", "write_pcapng", "atomic_write", "new_file_mode"]
 
 LINKTYPE_ETHERNET = 1
 _PCAP_MAGICS = {
@@ -157,12 +156,6 @@ def _options(path, off, raw, e):
         i += 4 + (length + 3) // 4 * 4
 
 
-def atomic_write(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    with atomic_writer(path) as f:
-        f.write(data)
-
-
 def new_file_mode() -> int:
     """The mode ``open()`` gives a new file under the current umask (0644 for
     umask 022). Temporary files are made 0600; this is what they get before
@@ -172,16 +165,14 @@ def new_file_mode() -> int:
     return 0o666 & ~m
 
 
-@contextlib.contextmanager
-def atomic_writer(path: str):
-    """A binary file to write ``path`` piece by piece: a temporary file renamed
-    into place when the block ends, removed if it raises."""
+def atomic_write(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
     d = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
     try:
         os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, "wb") as f:
-            yield f
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -798,7 +798,8 @@ class Tracker:
             host_id, peer_id = msg_local, msg_remote
         else:
             host_id, peer_id = msg_remote, msg_local
-        # The lookup (see _lookup, inlined: it runs for every message but REQ).
+        # The lookup: ACTIVE[host id] checked against the peer, else
+        # PASSIVE[(peer IP, peer id)] checked against the host id.
         s = self._s
         i = self._find_active(host_id)
         if i < 0 or s.ip[16 * i : 16 * i + 16] != peer_ip or (s.flags[i] & F_RID and s.rid[i] != peer_id):
@@ -821,24 +822,6 @@ class Tracker:
     def _drop_expired(self, i: int) -> None:
         self._remove(i)
         self.counters["timewait_expired"] += 1
-
-    def _lookup(self, host_id: int, peer_ip: bytes, peer_id: int, now_us: int) -> int:
-        s = self._s
-        i = self._find_active(host_id)
-        if i >= 0:
-            f = s.flags[i]
-            if s.ip[16 * i : 16 * i + 16] == peer_ip and (not f & F_RID or s.rid[i] == peer_id):
-                if s.state[i] == _TIMEWAIT and now_us - s.ts[i] >= self.timewait_us:
-                    self._drop_expired(i)
-                    return -1
-                return i
-        i = self._find_passive(peer_ip, peer_id)
-        if i >= 0 and (not s.flags[i] & F_LID or s.lid[i] == host_id):
-            if s.state[i] == _TIMEWAIT and now_us - s.ts[i] >= self.timewait_us:
-                self._drop_expired(i)
-                return -1
-            return i
-        return -1
 
     def _ids(self, i: int):
         s = self._s

@@ -337,7 +337,7 @@ def _hex_lines(rows):
 def vector_yaml(vec: Vector) -> str:
     """The vector as YAML, emitted directly (PyYAML's emitter is far too slow for
     million-packet vectors); ``yaml.safe_load`` reads it back (a test checks)."""
-    return _yaml_head(vec) + "".join(_render_yaml(vec)) + _yaml_tail(vec)
+    return "".join(_yaml_parts(vec))
 
 
 def _port_names(ports: dict) -> list[str]:
@@ -411,44 +411,64 @@ _SUFFIXES = {"yaml": (".yaml",), "pcapng": (".stimulus.pcapng", ".expected.pcapn
 class _Outputs:
     """The files of one vector: written under temporary names in the output
     directory, then renamed into place together once all are complete
-    (:meth:`commit`), or removed (:meth:`discard`). A failure anywhere leaves
-    the previous files of the vector as they were."""
+    (:meth:`commit`), or removed when the ``with`` block ends without a
+    commit. A failure anywhere leaves the previous files of the vector as they
+    were. Work may be handed to forked processes (:meth:`fork`); none is left
+    running when the block ends."""
 
     def __init__(self, outdir: str, name: str, formats):
         bad = set(formats) - set(FORMATS)
         if bad:
             raise ValueError(f"unknown vector format(s) {', '.join(sorted(bad))} (yaml, pcapng, hex)")
         os.makedirs(outdir, exist_ok=True)
-        base = os.path.join(outdir, name)
+        self.outdir, self.name = outdir, name
         self.final: dict[str, str] = {}
         self.tmp: dict[str, str] = {}
         self.parts: list[str] = []
+        self.waits: list = []
         try:
             for fmt in FORMATS:
                 if fmt in formats:
                     for suffix in _SUFFIXES[fmt]:
-                        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{name}{suffix}.", dir=outdir)
-                        os.close(fd)
-                        self.final[suffix] = base + suffix
-                        self.tmp[suffix] = tmp
+                        self.final[suffix] = os.path.join(outdir, name + suffix)
+                        self.tmp[suffix] = self._temp(suffix)
         except BaseException:
             self.discard()
             raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.discard()
+        return False
+
+    def _temp(self, suffix: str) -> str:
+        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{self.name}{suffix}.", dir=self.outdir)
+        os.close(fd)
+        return tmp
 
     def path(self, suffix: str) -> str | None:
         """Where to write the file ``suffix`` (None: not wanted)."""
         return self.tmp.get(suffix)
 
     def scratch(self, suffix: str) -> str:
-        """A temporary file for a part of a file; removed by :meth:`commit`
-        and :meth:`discard`."""
-        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.path.basename(next(iter(self.final.values())))}{suffix}.",
-                                   dir=os.path.dirname(next(iter(self.final.values()))) or ".")
-        os.close(fd)
+        """A temporary file for a part of a file; removed at the end."""
+        tmp = self._temp(suffix)
         self.parts.append(tmp)
         return tmp
 
+    def fork(self, fn) -> None:
+        """Run ``fn()`` in a forked copy of this process (see :func:`_forked`)."""
+        self.waits.append(_forked(fn))
+
+    def join(self) -> None:
+        """Wait for the forked work; raises the first error of a child."""
+        while self.waits:
+            self.waits.pop(0)()
+
     def commit(self) -> list[str]:
+        self.join()
         mode = new_file_mode()
         for suffix, tmp in self.tmp.items():
             os.chmod(tmp, mode)
@@ -458,6 +478,10 @@ class _Outputs:
         return list(self.final.values())
 
     def discard(self) -> None:
+        for wait in self.waits:  # after an error: never leave a child writing
+            with contextlib.suppress(BaseException):
+                wait()
+        self.waits = []
         for tmp in [*self.tmp.values(), *self.parts]:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -552,6 +576,41 @@ def _append_file(dst_path: str, src_path: str) -> None:
 _YAML_SHARE = 0.75
 
 
+def _parallel(n: int) -> bool:
+    return n >= _PARALLEL_MIN and _can_fork()
+
+
+def _start_stimulus_files(name: str, ports: dict, stimulus, out: _Outputs, parallel: bool) -> None:
+    """The stimulus files: by a forked process when ``parallel``."""
+    if not parallel:
+        _write_stimulus_files(name, ports, stimulus, out)
+    elif out.path(".stimulus.pcapng") or out.path(".stimulus.hex"):
+        out.fork(lambda: _write_stimulus_files(name, ports, stimulus, out))
+
+
+def _write_run_files(vec: Vector, out: _Outputs, parallel: bool) -> None:
+    """The files that need the run's outputs: the expected files and the YAML.
+    When ``parallel``, a forked process writes the expected files and then the
+    YAML text of the last packets into a part file, appended after this
+    process's part."""
+    if not (parallel and out.path(".yaml")):
+        _write_expected_files(vec, out)
+        _write_yaml(vec, out)
+        return
+    has_exp = out.path(".expected.pcapng") or out.path(".expected.hex")
+    split = int(len(vec.packets) * (_YAML_SHARE if has_exp else 0.5))
+    part = out.scratch(".part")
+
+    def rest():
+        _write_expected_files(vec, out)
+        _write_text(part, None, _yaml_parts(vec, split))
+
+    out.fork(rest)
+    _write_text(out.path(".yaml"), None, _yaml_parts(vec, 0, split))
+    out.join()
+    _append_file(out.path(".yaml"), part)
+
+
 def make_vector(name, description, options, ports, stimulus: list[Stimulus], outdir: str, formats=FORMATS,
                 checkpoints=None, progress=None) -> tuple[Vector, list[str]]:
     """Run the stimulus through the pipeline and write the vector's files;
@@ -560,72 +619,25 @@ def make_vector(name, description, options, ports, stimulus: list[Stimulus], out
     With two cores and a large stimulus, the work is spread over two
     processes: a forked copy of this process writes the stimulus files while
     this one runs the pipeline, then another writes the expected-output files
-    while this one writes the YAML file. The files are the same either way
-    (tested)."""
-    out = _Outputs(outdir, name, formats)
-    waits = []
-    try:
-        with gc_paused():
-            parallel = len(stimulus) >= _PARALLEL_MIN and _can_fork()
-            has_stim = out.path(".stimulus.pcapng") or out.path(".stimulus.hex")
-            has_exp = out.path(".expected.pcapng") or out.path(".expected.hex")
-            if parallel and has_stim:
-                waits.append(_forked(lambda: _write_stimulus_files(name, ports, stimulus, out)))
-            vec = _run_stimulus(name, description, options, ports, stimulus, checkpoints, progress)
-            if parallel and out.path(".yaml"):
-                # the forked process: the expected files, then the YAML text of
-                # the last packets into a part file appended after ours
-                split = int(len(vec.packets) * (_YAML_SHARE if has_exp else 0.5))
-                part = out.scratch(".part")
-
-                def rest():
-                    _write_expected_files(vec, out)
-                    _write_text(part, None, _yaml_parts(vec, split))
-
-                waits.append(_forked(rest))
-                _write_text(out.path(".yaml"), None, _yaml_parts(vec, 0, split))
-                while waits:
-                    waits.pop(0)()
-                _append_file(out.path(".yaml"), part)
-            else:
-                _write_expected_files(vec, out)
-                if not parallel:
-                    _write_stimulus_files(name, ports, stimulus, out)
-                _write_yaml(vec, out)
-                while waits:
-                    waits.pop(0)()
+    and a part of the YAML while this one writes the rest of the YAML. The
+    files are the same either way (tested)."""
+    with _Outputs(outdir, name, formats) as out, gc_paused():
+        parallel = _parallel(len(stimulus))
+        _start_stimulus_files(name, ports, stimulus, out, parallel)
+        vec = _run_stimulus(name, description, options, ports, stimulus, checkpoints, progress)
+        _write_run_files(vec, out, parallel)
         return vec, out.commit()
-    finally:
-        for wait in waits:  # after an error: never leave a child writing
-            with contextlib.suppress(BaseException):
-                wait()
-        out.discard()
 
 
 def write_vector(vec: Vector, outdir: str, formats=FORMATS) -> list[str]:
     """Write the files of a vector that has been run; returns their paths.
-    Large ones are streamed chunk by chunk; all are renamed into place together."""
-    out = _Outputs(outdir, vec.name, formats)
-    waits = []
-    try:
-        with gc_paused():
-            if len(vec.packets) >= _PARALLEL_MIN and _can_fork() and out.path(".yaml") and len(out.tmp) > 1:
-                # Two cores: a forked copy of this process writes the hex and
-                # pcapng files while this one writes the YAML file.
-                waits.append(_forked(lambda: (_write_stimulus_files(vec.name, vec.ports, _stimulus_of(vec), out),
-                                              _write_expected_files(vec, out))))
-            else:
-                _write_stimulus_files(vec.name, vec.ports, _stimulus_of(vec), out)
-                _write_expected_files(vec, out)
-            _write_yaml(vec, out)
-            while waits:
-                waits.pop(0)()
+    Large ones are streamed chunk by chunk, over two processes as in
+    :func:`make_vector`; all are renamed into place together."""
+    with _Outputs(outdir, vec.name, formats) as out, gc_paused():
+        parallel = _parallel(len(vec.packets))
+        _start_stimulus_files(vec.name, vec.ports, _stimulus_of(vec), out, parallel)
+        _write_run_files(vec, out, parallel)
         return out.commit()
-    finally:
-        for wait in waits:
-            with contextlib.suppress(BaseException):
-                wait()
-        out.discard()
 
 
 _PARALLEL_MIN = 50_000  # packets from which writing is split over two processes
