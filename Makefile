@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CTCM   := $(VENV)/bin/ctcm
 STAMP  := $(VENV)/.installed
 
-.PHONY: all setup test vectors docs bench soak clean
+.PHONY: all setup test vectors docs bench soak clean p4-sources p4
 
 all: vectors
 
@@ -25,6 +25,15 @@ vectors: $(STAMP)
 # State diagram and transition table, generated from ctcm.tracker.TRANSITIONS.
 docs: $(STAMP)
 	$(CTCM) docs --out docs
+
+# P4 includes generated from model/ctcm/spec.py and the field tables (p4/include/generated/).
+p4-sources: $(STAMP)
+	$(PY) -m ctcm.p4gen --out p4/include/generated
+
+# The P4 program for bmv2, per table geometry the vectors use: build/p4/<geometry>/ctcm.json.
+# Any p4c warning fails the build; without p4c it says so in one line.
+p4: $(STAMP)
+	$(PY) -m ctcm.p4gen --all
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
