@@ -1,0 +1,355 @@
+"""The base class of the ctcm PTF tests and its helpers.
+
+Shaped like p4c's bmv2 PTF tests and ONF's fabric-p4test: one base class
+with helpers (send a frame on a port, expect frames per port, replay a
+stimulus or a golden vector, read counters), then one behaviour per test.
+
+Expected packets are always the model's: a behaviour test writes a small
+scenario (the format of vectors/scenarios/), the model runs it
+(:func:`ctcm.vectors.run_stimulus`), and the replay compares what the target
+sends with the model's outputs using the oracle (:func:`ctcm.oracle.compare_outputs`,
+field-level diffs); a replay test does the same with a committed golden vector.
+
+Replay rules (see the README's PTF section):
+
+* one stimulus at a time: send it, then wait for as many frames as the model
+  expects (any port) before sending the next, so simple_switch never sees a
+  burst; a stimulus the model drops is followed by a short quiet wait;
+* the vector's time is kept: stimulus k is not sent before start + t_us(k)
+  (it is sent later when the target is slower than the vector);
+* a missing frame is a failure, never retried; after the last stimulus a
+  quiet period catches late extras;
+* then the counters the target reports are compared with the model's final
+  counters (targets without a control plane skip this, with a log line).
+
+Test parameters (``make ptf PTF_PARAMS=...``): ``corrupt_cnp_qpn=1`` (or
+env ``CTCM_PTF_CORRUPT_CNP_QPN=1``) flips one bit of the destination QPN of
+every expected CNP: the run must fail with a field-level diff.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+import ptf
+import ptf.testutils as testutils
+from ptf.base_tests import BaseTest
+
+from ctcm.oracle import compare_outputs
+from ctcm.packet import decode
+from ctcm.scenario import compile_scenario, parse_scenario
+from ctcm.vectors import run_stimulus
+
+from .modelutil import make_pipeline, config_for, dest_qpn, flip_cnp_qpn, is_cnp
+from .targets import attach
+
+log = logging.getLogger("ctcm")
+
+#: Seconds to wait for a stimulus' expected frames, and for "nothing more" after a drop / at the end.
+OUTPUT_TIMEOUT = float(os.environ.get("CTCM_PTF_TIMEOUT", "1.0"))
+QUIET = float(os.environ.get("CTCM_PTF_QUIET", "0.05"))
+END_QUIET = float(os.environ.get("CTCM_PTF_END_QUIET", "0.2"))
+GRACE = float(os.environ.get("CTCM_PTF_GRACE", "0.02"))
+ETH_HLEN = 14
+#: Printed failures per replay.
+MAX_SHOWN = 8
+
+HOSTS = """\
+hosts:
+  host: {ip: 10.0.0.1, mac: "02:00:00:00:00:01", side: host}
+  peer: {ip: 10.0.0.2, mac: "02:00:00:00:00:02", side: net}
+  peer2: {ip: 10.0.0.3, mac: "02:00:00:00:00:03", side: net}
+  host6: {ip: "fd00::1", mac: "02:00:00:00:00:01", side: host}
+  peer6: {ip: "fd00::2", mac: "02:00:00:00:00:02", side: net}
+"""
+
+
+@dataclass
+class Step:
+    """One stimulus and the model's outputs for it."""
+
+    id: int
+    t_us: int
+    port: int
+    frame: bytes
+    expect: list  # [(port, bytes)]
+    note: str = ""
+    summary: str = ""
+
+
+@dataclass
+class ReplayResult:
+    steps: list
+    observed: dict = field(default_factory=dict)  # step id -> [(port, bytes)]
+    failures: list = field(default_factory=list)   # formatted text, one per failing stimulus
+    late_extras: list = field(default_factory=list)
+    seconds: float = 0.0
+    max_late_ms: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return len(self.steps) / self.seconds if self.seconds > 0 else 0.0
+
+
+def model_counters(cfg, steps: list[Step]) -> dict:
+    """The model's final counters after these steps (a fresh pipeline with this config)."""
+    pipe = make_pipeline(cfg)
+    for s in steps:
+        pipe.process(s.port, s.frame, s.t_us)
+    return pipe.snapshot()["counters"]
+
+
+def steps_from_vector_doc(doc: dict) -> list[Step]:
+    """Steps of a vector file (``vectors/NAME.yaml``, parsed)."""
+    return [Step(p["id"], p["t_us"], p["port"], bytes.fromhex(p["bytes"]),
+                 [(e["port"], bytes.fromhex(e["bytes"])) for e in p.get("expect", [])],
+                 p.get("note", ""), p.get("summary", ""))
+            for p in doc["packets"]]
+
+
+def steps_from_vector(vec) -> list[Step]:
+    """Steps of a model run (:class:`ctcm.vectors.Vector`)."""
+    return [Step(p["id"], p["t_us"], p["port"], bytes(p["frame"]), [(q, bytes(b)) for q, b in p["expect"]],
+                 p.get("note", "")) for p in vec.packets]
+
+
+class CtcmTest(BaseTest):
+    """Base of every ctcm test. A subclass sets :attr:`options` (the scenario
+    options: geometry, timewait_us, cnp_interval_us) when it needs more than
+    the control-plane config; the harness groups tests by geometry (one
+    switch build and start per geometry)."""
+
+    options: dict = {}
+    ports: dict = {"host": 1, "net": 2}
+
+    @classmethod
+    def config(cls):
+        return config_for(cls.options, cls.ports)
+
+    @classmethod
+    def geometry_tag(cls) -> str:
+        return cls.config().geometry.tag
+
+    # -- setup -----------------------------------------------------------------------
+    def setUp(self):
+        BaseTest.setUp(self)
+        self.dataplane = ptf.dataplane_instance
+        self.tparams = testutils.test_params_get() or {}
+        self.ctcm = dict(self.tparams.get("ctcm") or {"target": "device"})
+        self.target = attach(self.ctcm)
+        self.corrupt = str(self.tparams.get("corrupt_cnp_qpn", os.environ.get("CTCM_PTF_CORRUPT_CNP_QPN", "0"))) \
+            not in ("0", "", "False", "false")
+        self.cfg = self.config()
+        self.target.configure(self.cfg)
+        self.target.reset()
+        self.dataplane.flush()
+
+    def tearDown(self):
+        close = getattr(self.target, "close", None)
+        if close:
+            close()
+        BaseTest.tearDown(self)
+
+    # -- small helpers -------------------------------------------------------------------
+    def send(self, port: int, frame: bytes) -> None:
+        """Send one frame into the switch on a port."""
+        testutils.send_packet(self, port, frame)
+
+    def receive(self, n: int, timeout: float) -> list:
+        """Up to n frames from any port, in arrival order: [(port, bytes)]."""
+        out = []
+        deadline = time.monotonic() + timeout
+        while len(out) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            r = self.dataplane.poll(device_number=0, port_number=None, timeout=left)
+            if isinstance(r, self.dataplane.PollFailure) or r.packet is None:
+                break
+            out.append((r.port, bytes(r.packet)))
+        return out
+
+    def collect(self, expected: list, timeout: float) -> tuple[list, bool]:
+        """The frames that follow one stimulus, in arrival order, and whether every expected
+        (port, bytes) came. Waits until all expected frames arrived (other frames on the way
+        are kept: they are extras of this stimulus), at most ``timeout``; once as many frames
+        as expected came but not the right ones, waits only GRACE more. Expecting nothing:
+        waits QUIET for anything."""
+        if not expected:
+            return self.drain(QUIET), True
+        want: dict = {}
+        for k in expected:
+            want[k] = want.get(k, 0) + 1
+        missing = len(expected)
+        got = []
+        deadline = time.monotonic() + timeout
+        while missing:
+            left = deadline - time.monotonic()
+            if len(got) >= len(expected):
+                left = min(left, GRACE)
+            if left <= 0:
+                break
+            r = self.receive(1, left)
+            if not r:
+                break
+            got += r
+            if want.get(r[0]):
+                want[r[0]] -= 1
+                missing -= 1
+        return got, missing == 0
+
+    def drain(self, quiet: float) -> list:
+        """Every frame that arrives until nothing came for ``quiet`` seconds."""
+        out = []
+        while True:
+            got = self.receive(1, quiet)
+            if not got:
+                return out
+            out += got
+
+    def expect_frames(self, expected: list, what: str = "") -> None:
+        """Wait for the expected [(port, bytes)] and compare (field-level diff on failure)."""
+        got = self.receive(len(expected), OUTPUT_TIMEOUT if expected else 0)
+        got += self.drain(QUIET)
+        rep = compare_outputs(expected, got)
+        self.assertTrue(rep.ok, f"{what}\n{rep.format()}")
+
+    def counters(self) -> dict | None:
+        """The target's counters by snapshot key, or None (no control plane)."""
+        return self.target.counters()
+
+    def model(self, timeline: str, connections: str, options: dict | None = None, name: str = "behaviour"):
+        """Run a scenario (timeline and connections in the scenario YAML format) on the
+        model; returns the :class:`ctcm.vectors.Vector` (expected outputs, final counters)."""
+        opts = dict(self.options)
+        opts.update(options or {})
+        text = f"name: {name}\n"
+        if opts:
+            text += "options: " + _flow(opts) + "\n"
+        text += f"ports: {_flow(self.ports)}\n" + HOSTS + "connections:\n" + _indent(connections) + \
+            "timeline:\n" + _indent(timeline)
+        sc = parse_scenario(text, f"<{type(self).__name__}>")
+        stim, cps = compile_scenario(sc)
+        return run_stimulus(sc.name, sc.description, sc.options, sc.ports, stim, cps)
+
+    # -- replay ----------------------------------------------------------------------------
+    def replay(self, steps: list[Step], final_counters: dict | None, name: str) -> ReplayResult:
+        """Send every step (keeping the vector's time), compare each stimulus' outputs
+        and then the counters; fails the test with the oracle's report."""
+        if self.corrupt:
+            steps = [Step(s.id, s.t_us, s.port, s.frame,
+                          [(p, flip_cnp_qpn(b) if is_cnp(b) else b) for p, b in s.expect], s.note, s.summary)
+                     for s in steps]
+        res = ReplayResult(steps)
+        self.dataplane.flush()
+        before = self.counters()
+        t0 = time.monotonic()
+        first = steps[0].t_us if steps else 0
+        timeouts = 0
+        skipped = []
+        for s in steps:
+            if len(s.frame) < ETH_HLEN:
+                # No Ethernet interface can send a frame shorter than its header.
+                skipped.append(s)
+                res.observed[s.id] = None
+                continue
+            due = t0 + (s.t_us - first) / 1e6
+            now = time.monotonic()
+            if due > now:
+                time.sleep(due - now)
+            else:
+                res.max_late_ms = max(res.max_late_ms, (now - due) * 1e3)
+            self.send(s.port, s.frame)
+            got, complete = self.collect(s.expect, OUTPUT_TIMEOUT if timeouts < 5 else 0.1)
+            if not complete:
+                timeouts += 1
+            res.observed[s.id] = got
+        res.seconds = time.monotonic() - t0
+        res.late_extras = self.drain(END_QUIET)
+        if skipped:
+            log.info("%s: %d stimuli shorter than an Ethernet header cannot be sent on an interface: "
+                     "skipped (ids %s); expected counters from the model on the others", name, len(skipped),
+                     ", ".join(str(s.id) for s in skipped))
+            final_counters = model_counters(self.cfg, [s for s in steps if res.observed[s.id] is not None]) \
+                if final_counters is not None else None
+        for s in steps:
+            if res.observed[s.id] is None:
+                continue
+            rep = compare_outputs(s.expect, res.observed[s.id])
+            if not rep.ok:
+                head = f"stimulus {s.id} (t={s.t_us} µs, port {s.port}): {s.summary or decode(s.frame).summary()}"
+                if s.note:
+                    head += f"  [{s.note}]"
+                body = "\n".join("  " + line for line in rep.format().splitlines())
+                res.failures.append(head + "\n" + body)
+        after = self.counters()
+        counter_diffs = []
+        if final_counters is not None and after is not None:
+            for k in sorted(final_counters):
+                got = after.get(k, 0) - (before or {}).get(k, 0)
+                if got != final_counters[k]:
+                    counter_diffs.append(f"  {k}: expected {final_counters[k]}, {self.ctcm['target']} {got}")
+            extra = sorted(k for k in after if k not in final_counters and after[k] != (before or {}).get(k, 0))
+            for k in extra:
+                counter_diffs.append(f"  {k}: not in the model's counters, {self.ctcm['target']} counted "
+                                     f"{after[k] - (before or {}).get(k, 0)}")
+        elif final_counters is not None:
+            log.info("%s: the target has no counters to read: counter comparison skipped", name)
+        msg = (f"{name}: {len(steps)} stimuli in {res.seconds:.2f} s ({res.rate:.0f} pkt/s), "
+               f"latest send {res.max_late_ms:.1f} ms after its time")
+        log.info(msg)
+        self._record_rate(name, res)
+        problems = []
+        if res.failures:
+            problems.append(f"{len(res.failures)} of {len(steps)} stimuli differ from the model:")
+            problems += res.failures[:MAX_SHOWN]
+            if len(res.failures) > MAX_SHOWN:
+                problems.append(f"... and {len(res.failures) - MAX_SHOWN} more")
+        if res.late_extras:
+            problems.append(f"{len(res.late_extras)} frame(s) after the last stimulus:")
+            problems += [f"  port {p}: {decode(b).summary()}" for p, b in res.late_extras[:MAX_SHOWN]]
+        if counter_diffs:
+            problems.append("counters differ from the model's final counters:")
+            problems += counter_diffs
+        if problems:
+            self.fail(msg + "\n" + "\n".join(problems))
+        return res
+
+    def replay_vector(self, vec, name: str | None = None) -> ReplayResult:
+        """Replay a model run (:meth:`model`) and compare with it."""
+        return self.replay(steps_from_vector(vec), vec.final.get("counters"), name or type(self).__name__)
+
+    def _record_rate(self, name: str, res: ReplayResult) -> None:
+        d = self.ctcm.get("logdir")
+        if not d:
+            return
+        with open(os.path.join(d, "replay-rates.tsv"), "a") as f:
+            f.write(f"{name}\t{len(res.steps)}\t{res.seconds:.3f}\t{res.rate:.0f}\t{res.max_late_ms:.1f}\n")
+
+    # -- expectations about the model's own outputs (the test means what it says) ---------------
+    def assert_cnps(self, vec, wanted: dict) -> None:
+        """``wanted``: {stimulus id: local QPN of the CNP, or None for no CNP}."""
+        for sid, qpn in wanted.items():
+            p = vec.packets[sid - 1]
+            cnps = [(port, b) for port, b in p["expect"] if is_cnp(b)]
+            if qpn is None:
+                self.assertEqual(cnps, [], f"model: stimulus {sid} should make no CNP")
+            else:
+                self.assertEqual(len(cnps), 1, f"model: stimulus {sid} should make one CNP")
+                port, b = cnps[0]
+                self.assertEqual(port, p["port"], "a CNP goes back out of the ingress (host) port")
+                self.assertEqual(dest_qpn(b), qpn, f"model: CNP of stimulus {sid}: {decode(b).summary()}")
+
+
+def _flow(d: dict) -> str:
+    import json
+
+    return json.dumps(d)
+
+
+def _indent(text: str) -> str:
+    lines = [ln for ln in text.strip("\n").splitlines()]
+    return "".join("  " + ln.strip() + "\n" for ln in lines)
