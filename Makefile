@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CTCM   := $(VENV)/bin/ctcm
 STAMP  := $(VENV)/.installed
 
-.PHONY: all setup test vectors docs bench soak clean p4-sources p4
+.PHONY: all setup test vectors docs bench soak clean p4-sources p4 ptf ptf-ci
 
 all: vectors
 
@@ -37,6 +37,32 @@ p4: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory ptf-ci
+
+# The PTF suite (ptf_tests/, README "PTF suite"): make ptf TARGET=model|bmv2|device
+# [TESTS="ActiveOpenCnp Vector_.*"] [PTF_PARAMS=corrupt_cnp_qpn=1] [PORTMAP=1=eth1,2=eth2] (root).
+TARGET ?= model
+PTF_STAMP := $(VENV)/.ptf-installed
+$(PTF_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[ptf]'
+	touch $(PTF_STAMP)
+
+ptf: $(PTF_STAMP)
+	@if [ "$(TARGET)" = bmv2 ] && { [ ! -f build/p4/default/ctcm.json ] || \
+	    [ -n "$$(find p4 model/ctcm/spec.py model/ctcm/p4gen.py -newer build/p4/default/ctcm.json -print -quit)" ]; }; \
+	then $(MAKE) --no-print-directory p4; fi
+	cd ptf_tests && ../$(PY) -m ctcm_ptf.harness --target $(TARGET) $(if $(TESTS),--tests $(TESTS))
+
+# make test's PTF part: the model switch, then bmv2 when p4c and simple_switch are
+# installed (one line says what is missing; CTCM_REQUIRE_BMV2=1 never skips it).
+ptf-ci: $(PTF_STAMP)
+	@if [ "$$(id -u)" != 0 ] && [ "$${CTCM_REQUIRE_BMV2:-0}" != 1 ]; then \
+	  echo "PTF suite skipped: needs root (network namespaces, raw sockets)"; exit 0; fi; \
+	st=0; $(MAKE) --no-print-directory ptf TARGET=model || st=1; \
+	missing=""; for t in p4c simple_switch; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ] && [ "$${CTCM_REQUIRE_BMV2:-0}" != 1 ]; then \
+	  echo "PTF on bmv2 skipped: not installed:$$missing (see README; CTCM_REQUIRE_BMV2=1 makes this a failure)"; \
+	else $(MAKE) --no-print-directory ptf TARGET=bmv2 || st=1; fi; exit $$st
 
 bench: $(STAMP)
 	$(PY) bench/bench.py --out BENCHMARKS.md
