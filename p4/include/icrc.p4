@@ -7,8 +7,9 @@
 // as ones | the rest up to the ICRC. The wire carries the CRC little endian, so
 // the 32-bit field read big endian is the CRC byte-swapped (ICRC_SWAP).
 //
-// bmv2 skips the fields of invalid headers in a hash input, so the IPv4 option
-// words (a header stack, 0..10 valid) are listed in full.
+// The IPv4 options (0..10 words, a header stack) are covered too: p4c copies
+// every hash input into temporaries, so an invalid stack element would count as
+// zeros; one hash call per option length lists exactly the words present.
 
 #define ICRC_SWAP(c) ((c)[7:0] ++ (c)[15:8] ++ (c)[23:16] ++ (c)[31:24])
 #define ICRC_MAX 64w0x100000000
@@ -21,8 +22,18 @@
 #define ICRC_UDP_BTH(u, b) (u).sport, (u).dport, (u).length, 16w0xffff, \
     (b).opcode, (b).solicited, (b).migreq, (b).padcount, (b).version, (b).pkey, 8w0xff, (b).dqpn, \
     (b).ackreq, (b).resv7, (b).psn
-#define ICRC_IPV4_OPTIONS(o) (o)[0].word, (o)[1].word, (o)[2].word, (o)[3].word, (o)[4].word, \
-    (o)[5].word, (o)[6].word, (o)[7].word, (o)[8].word, (o)[9].word
+// The first k option words (a leading comma each): ICRC_OPTS_k(o).
+#define ICRC_OPTS_0(o)
+#define ICRC_OPTS_1(o) ICRC_OPTS_0(o), (o)[0].word
+#define ICRC_OPTS_2(o) ICRC_OPTS_1(o), (o)[1].word
+#define ICRC_OPTS_3(o) ICRC_OPTS_2(o), (o)[2].word
+#define ICRC_OPTS_4(o) ICRC_OPTS_3(o), (o)[3].word
+#define ICRC_OPTS_5(o) ICRC_OPTS_4(o), (o)[4].word
+#define ICRC_OPTS_6(o) ICRC_OPTS_5(o), (o)[5].word
+#define ICRC_OPTS_7(o) ICRC_OPTS_6(o), (o)[6].word
+#define ICRC_OPTS_8(o) ICRC_OPTS_7(o), (o)[7].word
+#define ICRC_OPTS_9(o) ICRC_OPTS_8(o), (o)[8].word
+#define ICRC_OPTS_10(o) ICRC_OPTS_9(o), (o)[9].word
 #define ICRC_MAD(h) (h).deth.qkey, (h).deth._rsvd0, (h).deth.src_qp, \
     (h).mad.base_version, (h).mad.mgmt_class, (h).mad.class_version, (h).mad.method, (h).mad.status, \
     (h).mad.class_specific, (h).mad.tid, (h).mad.attr_id, (h).mad._rsvd0, (h).mad.attr_mod, \
@@ -31,11 +42,51 @@
 // icrc.verify_icrc of a CM MAD (what classify() found: BTH, DETH, 256-byte MAD, ICRC)
 control CtcmVerifyIcrc(in headers_t hdr, out bit<1> ok) {
     apply {
-        bit<32> crc;
-        if (hdr.ipv4.isValid()) {
+        bit<32> crc = 0;
+        if (hdr.ipv4.isValid() && hdr.ipv4.ihl == 5) {
             hash(crc, HashAlgorithm.crc32, 32w0,
-                 { ICRC_IPV4(hdr.ipv4), ICRC_IPV4_OPTIONS(hdr.ipv4_opt), ICRC_UDP_BTH(hdr.udp, hdr.bth),
-                   ICRC_MAD(hdr) }, ICRC_MAX);
+                 { ICRC_IPV4(hdr.ipv4) ICRC_OPTS_0(hdr.ipv4_opt), ICRC_UDP_BTH(hdr.udp, hdr.bth), ICRC_MAD(hdr) },
+                 ICRC_MAX);
+        } else if (hdr.ipv4.isValid() && hdr.ipv4.ihl == 6) {
+            hash(crc, HashAlgorithm.crc32, 32w0,
+                 { ICRC_IPV4(hdr.ipv4) ICRC_OPTS_1(hdr.ipv4_opt), ICRC_UDP_BTH(hdr.udp, hdr.bth), ICRC_MAD(hdr) },
+                 ICRC_MAX);
+        } else if (hdr.ipv4.isValid() && hdr.ipv4.ihl == 7) {
+            hash(crc, HashAlgorithm.crc32, 32w0,
+                 { ICRC_IPV4(hdr.ipv4) ICRC_OPTS_2(hdr.ipv4_opt), ICRC_UDP_BTH(hdr.udp, hdr.bth), ICRC_MAD(hdr) },
+                 ICRC_MAX);
+        } else if (hdr.ipv4.isValid() && hdr.ipv4.ihl == 8) {
+            hash(crc, HashAlgorithm.crc32, 32w0,
+                 { ICRC_IPV4(hdr.ipv4) ICRC_OPTS_3(hdr.ipv4_opt), ICRC_UDP_BTH(hdr.udp, hdr.bth), ICRC_MAD(hdr) },
+                 ICRC_MAX);
+        } else if (hdr.ipv4.isValid() && hdr.ipv4.ihl == 9) {
+            hash(crc, HashAlgorithm.crc32, 32w0,
+                 { ICRC_IPV4(hdr.ipv4) ICRC_OPTS_4(hdr.ipv4_opt), ICRC_UDP_BTH(hdr.udp, hdr.bth), ICRC_MAD(hdr) },
+                 ICRC_MAX);
+        } else if (hdr.ipv4.isValid() && hdr.ipv4.ihl == 10) {
+            hash(crc, HashAlgorithm.crc32, 32w0,
+                 { ICRC_IPV4(hdr.ipv4) ICRC_OPTS_5(hdr.ipv4_opt), ICRC_UDP_BTH(hdr.udp, hdr.bth), ICRC_MAD(hdr) },
+                 ICRC_MAX);
+        } else if (hdr.ipv4.isValid() && hdr.ipv4.ihl == 11) {
+            hash(crc, HashAlgorithm.crc32, 32w0,
+                 { ICRC_IPV4(hdr.ipv4) ICRC_OPTS_6(hdr.ipv4_opt), ICRC_UDP_BTH(hdr.udp, hdr.bth), ICRC_MAD(hdr) },
+                 ICRC_MAX);
+        } else if (hdr.ipv4.isValid() && hdr.ipv4.ihl == 12) {
+            hash(crc, HashAlgorithm.crc32, 32w0,
+                 { ICRC_IPV4(hdr.ipv4) ICRC_OPTS_7(hdr.ipv4_opt), ICRC_UDP_BTH(hdr.udp, hdr.bth), ICRC_MAD(hdr) },
+                 ICRC_MAX);
+        } else if (hdr.ipv4.isValid() && hdr.ipv4.ihl == 13) {
+            hash(crc, HashAlgorithm.crc32, 32w0,
+                 { ICRC_IPV4(hdr.ipv4) ICRC_OPTS_8(hdr.ipv4_opt), ICRC_UDP_BTH(hdr.udp, hdr.bth), ICRC_MAD(hdr) },
+                 ICRC_MAX);
+        } else if (hdr.ipv4.isValid() && hdr.ipv4.ihl == 14) {
+            hash(crc, HashAlgorithm.crc32, 32w0,
+                 { ICRC_IPV4(hdr.ipv4) ICRC_OPTS_9(hdr.ipv4_opt), ICRC_UDP_BTH(hdr.udp, hdr.bth), ICRC_MAD(hdr) },
+                 ICRC_MAX);
+        } else if (hdr.ipv4.isValid() && hdr.ipv4.ihl == 15) {
+            hash(crc, HashAlgorithm.crc32, 32w0,
+                 { ICRC_IPV4(hdr.ipv4) ICRC_OPTS_10(hdr.ipv4_opt), ICRC_UDP_BTH(hdr.udp, hdr.bth), ICRC_MAD(hdr) },
+                 ICRC_MAX);
         } else {
             hash(crc, HashAlgorithm.crc32, 32w0,
                  { ICRC_IPV6(hdr.ipv6), ICRC_UDP_BTH(hdr.udp, hdr.bth), ICRC_MAD(hdr) }, ICRC_MAX);
