@@ -201,6 +201,9 @@ class Bmv2Target:
         self.out.write(("\n=== " + " ".join(cmd) + "\n").encode())
         self.out.flush()
         self.proc = subprocess.Popen(cmd, stdout=self.out, stderr=subprocess.STDOUT, start_new_session=True)
+        import logging
+
+        logging.getLogger("thrift.transport.TSocket").setLevel(logging.CRITICAL)  # quiet while it starts
         deadline = time.monotonic() + 30
         while True:
             if self.proc.poll() is not None:
