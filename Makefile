@@ -51,7 +51,8 @@ ptf: $(PTF_STAMP)
 	@if [ "$(TARGET)" = bmv2 ] && { [ ! -f build/p4/default/ctcm.json ] || \
 	    [ -n "$$(find p4 model/ctcm/spec.py model/ctcm/p4gen.py -newer build/p4/default/ctcm.json -print -quit)" ]; }; \
 	then $(MAKE) --no-print-directory p4; fi
-	cd ptf_tests && ../$(PY) -m ctcm_ptf.harness --target $(TARGET) $(if $(TESTS),--tests $(TESTS))
+	cd ptf_tests && ../$(PY) -m ctcm_ptf.harness --target $(TARGET) $(if $(TESTS),--tests $(TESTS)) \
+	    $(if $(PTF_PARAMS),--params "$(PTF_PARAMS)") $(if $(PORTMAP),--portmap "$(PORTMAP)")
 
 # make test's PTF part: the model switch, then bmv2 when p4c and simple_switch are
 # installed (one line says what is missing; CTCM_REQUIRE_BMV2=1 never skips it).

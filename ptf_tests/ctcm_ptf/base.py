@@ -279,6 +279,9 @@ class CtcmTest(BaseTest):
             if res.observed[s.id] is None:
                 continue
             rep = compare_outputs(s.expect, res.observed[s.id])
+            for m in rep.mismatches:
+                if m.expected is not None:
+                    m.expected.stimulus = s.id
             if not rep.ok:
                 head = f"stimulus {s.id} (t={s.t_us} µs, port {s.port}): {s.summary or decode(s.frame).summary()}"
                 if s.note:
