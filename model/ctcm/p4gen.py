@@ -228,6 +228,25 @@ def transitions_p4() -> str:
     return "\n".join(out) + "\n"
 
 
+# --- p4/README.md: the counter table (kept current by a test) ------------------------
+
+README = os.path.join(ROOT, "p4", "README.md")
+COUNTERS_BEGIN, COUNTERS_END = "<!-- BEGIN COUNTERS (generated) -->", "<!-- END COUNTERS -->"
+
+
+def counters_markdown() -> str:
+    """The counter table of p4/README.md: index, P4 define, snapshot key."""
+    out = ["| index | P4 (constants.p4) | snapshot key |", "|---:|---|---|"]
+    out += [f"| {int(c)} | `CTR_{c.name}` | `{c.key}` |" for c in Counter]
+    return "\n".join(out) + "\n"
+
+
+def readme_with_counters(text: str) -> str:
+    """``text`` (p4/README.md) with its generated counter table replaced."""
+    a, b = text.index(COUNTERS_BEGIN) + len(COUNTERS_BEGIN), text.index(COUNTERS_END)
+    return text[:a] + "\n" + counters_markdown() + text[b:]
+
+
 FILES = {
     "constants.p4": constants_p4,
     "headers.p4": headers_p4,
@@ -362,6 +381,14 @@ def main(argv=None) -> int:
         return 0
     for name in generate(a.out):
         print(f"wrote {os.path.join(a.out, name)}")
+    if os.path.isfile(README):
+        with open(README, encoding="utf-8") as f:
+            text = f.read()
+        new = readme_with_counters(text)
+        if new != text:
+            with open(README, "w", encoding="utf-8") as f:
+                f.write(new)
+            print(f"wrote {README} (counter table)")
     return 0
 
 

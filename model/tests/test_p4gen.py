@@ -32,6 +32,12 @@ def test_generated_p4_includes_are_current():
     assert not stale, f"stale generated P4 includes: {', '.join(stale)}; run `make p4-sources`"
 
 
+def test_p4_readme_counter_table_is_current():
+    with open(p4gen.README, encoding="utf-8") as f:
+        text = f.read()
+    assert p4gen.readme_with_counters(text) == text, "run `make p4-sources`"
+
+
 def test_check_names_stale_files(tmp_path):
     p4gen.generate(str(tmp_path))
     assert p4gen.check(str(tmp_path)) == []
