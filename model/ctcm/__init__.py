@@ -14,8 +14,10 @@ from .packet import (
     ip_cm_private_data,
 )
 
-from .tracker import FROM_HOST, FROM_NET, Direction, Geometry, State, Tracker, create, destroy
-from .pipeline import Pipeline, PipelineConfig
+from .config import Config, load_config
+from .pipeline import Pipeline, Result
+from .spec import Counter, Geometry, Msg, State
+from .tracker import FROM_HOST, FROM_NET, Direction, Event, Tracker
 
 __version__ = "0.1.0"
 
@@ -79,6 +81,6 @@ __all__ = [
     "fill_cnp_template", "generate_cnp", "icrc", "icrc_bytes", "verify_icrc",
     "ctcm_parse_packets", "ctcm_fill_cnp_template", "ctcm_generate_cnp",
     "ctcm_create", "ctcm_destroy", "ctcm_process_packets", "ctcm_query_ipv4", "CTCM_FROM_HOST", "CTCM_FROM_NET",
-    "FROM_HOST", "FROM_NET", "Direction", "Geometry", "State", "Tracker", "create", "destroy",
-    "Pipeline", "PipelineConfig",
+    "FROM_HOST", "FROM_NET", "Direction", "Geometry", "State", "Msg", "Counter", "Tracker", "Event", "Config", "load_config",
+    "Pipeline", "Result",
 ]

@@ -11,11 +11,18 @@ and the reasons are the reference's.
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 import numpy as np
 
-from .packet import CM, ROCE, Parsed, classify
+from . import headers as H
+from .packet import _BTH_LEN, CM, ROCE, Parsed, _summary_head, classify, summarize
+from .spec import (
+    CM_CLASS_VERSION, ICRC_LENGTH, IPPROTO_UDP, MAD_BASE_VERSION, MGMT_CLASS_CM, OPCODE_UD_SEND_ONLY, QP1, ROCEV2_PORT,
+)
 
-__all__ = ["BatchResult", "Scratch", "classify_batch"]
+__all__ = ["BatchResult", "Scratch", "classify_batch", "summarize_many"]
 
 W = 144  # bytes looked at per frame: 18 (L2) + 60 (IPv4 max) + 8 + 12 + 8 + 24 = 130
 
@@ -95,26 +102,37 @@ def _u16(sub, off):
     return sub[:, off].astype(np.int64) << 8 | sub[:, off + 1]
 
 
+# Header offsets, from the field tables.
+_V4_TOTAL, _V4_FRAG, _V4_PROTO = H.IPV4["total_length"].byte, H.IPV4["flags"].byte, H.IPV4["protocol"].byte
+_V6_PLEN, _V6_NEXT = H.IPV6["payload_length"].byte, H.IPV6["next_header"].byte
+_UDP_DPORT, _UDP_LEN = H.UDP["dport"].byte, H.UDP["length"].byte
+_DQPN = H.BTH["dqpn"].byte
+_BASE_VERSION, _MGMT_CLASS, _CLASS_VERSION = H.MAD["base_version"].byte, H.MAD["mgmt_class"].byte, H.MAD["class_version"].byte
+_ATTR_ID = H.MAD["attr_id"].byte
+
+
 def _group(sub, length, l3: int, l4: int, v4: bool, idx, res: BatchResult, clean) -> None:
     """Checks of classify() for frames sharing one layout; fills res for the clean ones."""
     if v4:
-        total = _u16(sub, l3 + 2)
-        ok = ((length >= l3 + 20) & (sub[:, l3] >> 4 == 4) & (total >= l4 - l3) & (l3 + total <= length)
-              & (sub[:, l3 + 9] == 17) & ((_u16(sub, l3 + 6) & 0x3FFF) == 0))
+        total = _u16(sub, l3 + _V4_TOTAL)
+        ok = ((length >= l3 + H.IPV4.length) & (sub[:, l3] >> 4 == 4) & (total >= l4 - l3) & (l3 + total <= length)
+              & (sub[:, l3 + _V4_PROTO] == IPPROTO_UDP) & ((_u16(sub, l3 + _V4_FRAG) & 0x3FFF) == 0))
         ip_end = l3 + total
     else:
-        ip_end = l3 + 40 + _u16(sub, l3 + 4)
-        ok = (length >= l3 + 40) & (sub[:, l3] >> 4 == 6) & (ip_end <= length) & (sub[:, l3 + 6] == 17)
-    ulen = _u16(sub, l4 + 4)
-    bth = l4 + 8
-    end = l4 + ulen - 4
-    ok &= (ip_end - l4 >= 8) & (_u16(sub, l4 + 2) == 4791) & (ulen >= 8) & (l4 + ulen <= ip_end) & (end - bth >= 12)
-    to_qp1 = (sub[:, bth] == 0x64) & (sub[:, bth + 5] == 0) & (sub[:, bth + 6] == 0) & (sub[:, bth + 7] == 1)
-    mad = bth + 20
-    mad_ok = end - mad == 256
-    mgmt = sub[:, mad + 1]
-    cm = to_qp1 & mad_ok & (mgmt == 7) & (sub[:, mad] == 1) & (sub[:, mad + 2] == 2)
-    ok &= ~to_qp1 | cm | (mad_ok & (mgmt != 7))
+        ip_end = l3 + H.IPV6.length + _u16(sub, l3 + _V6_PLEN)
+        ok = (length >= l3 + H.IPV6.length) & (sub[:, l3] >> 4 == 6) & (ip_end <= length) & (sub[:, l3 + _V6_NEXT] == IPPROTO_UDP)
+    ulen = _u16(sub, l4 + _UDP_LEN)
+    bth = l4 + H.UDP.length
+    end = l4 + ulen - ICRC_LENGTH
+    ok &= (ip_end - l4 >= H.UDP.length) & (_u16(sub, l4 + _UDP_DPORT) == ROCEV2_PORT) & (ulen >= H.UDP.length) & (l4 + ulen <= ip_end) & (end - bth >= _BTH_LEN)
+    to_qp1 = ((sub[:, bth] == OPCODE_UD_SEND_ONLY) & (sub[:, bth + _DQPN] == QP1 >> 16) & (sub[:, bth + _DQPN + 1] == (QP1 >> 8) & 0xFF)
+              & (sub[:, bth + _DQPN + 2] == QP1 & 0xFF))
+    mad = bth + _BTH_LEN + H.DETH.length
+    mad_ok = end - mad == H.MAD_LENGTH
+    mgmt = sub[:, mad + _MGMT_CLASS]
+    cm = (to_qp1 & mad_ok & (mgmt == MGMT_CLASS_CM) & (sub[:, mad + _BASE_VERSION] == MAD_BASE_VERSION)
+          & (sub[:, mad + _CLASS_VERSION] == CM_CLASS_VERSION))
+    ok &= ~to_qp1 | cm | (mad_ok & (mgmt != MGMT_CLASS_CM))
     clean[idx] = ok
     res.kind[idx] = np.where(cm, CM, ROCE)
     res.l3[idx] = l3
@@ -123,7 +141,7 @@ def _group(sub, length, l3: int, l4: int, v4: bool, idx, res: BatchResult, clean
     res.bth[idx] = bth
     res.mad[idx] = np.where(to_qp1, mad, -1)
     res.end[idx] = end
-    res.attr_id[idx] = np.where(cm, _u16(sub, mad + 16), 0)
+    res.attr_id[idx] = np.where(cm, _u16(sub, mad + _ATTR_ID), 0)
 
 
 class Scratch:
@@ -218,3 +236,39 @@ def classify_batch(frames, scratch: Scratch | None = None) -> BatchResult:
         res.kind[i], res.l3[i], res.ip_version[i], res.l4[i] = p.kind, p.l3, p.ip_version, p.l4
         res.bth[i], res.mad[i], res.end[i], res.attr_id[i] = p.bth, p.mad, p.end, p.attr_id
     return res
+
+
+def summarize_many(frames, cache: dict | None = None) -> list[str]:
+    """``[summarize(f) for f in frames]``, for many frames at once (vectors).
+
+    Classification is vectorised (:func:`classify_batch`). RoCE
+    frames without a MAD (data, CNPs) are summarised from a cache keyed by
+    their bytes from the IP header to the BTH PSN: those bytes give the whole
+    summary but the PSN and the ICRC verdict, and the CRC state over them, so
+    per frame only the PSN is read and the CRC finished over the rest. Every
+    other frame goes through :func:`summarize`. Pass the same (initially
+    empty) ``cache`` dict to calls over parts of one frame sequence to share it."""
+    frames = frames if isinstance(frames, list) else list(frames)
+    res = classify_batch(frames)
+    kinds, l3s, bths, mads, ends = (a.tolist() for a in (res.kind, res.l3, res.bth, res.mad, res.end))
+    if cache is None:
+        cache = {}
+    crc32 = zlib.crc32
+    icrc_at = struct.Struct("<I").unpack_from
+    out = []
+    add = out.append
+    for i, (f, kind, l3, b, m, e) in enumerate(zip(frames, kinds, l3s, bths, mads, ends)):
+        if kind != ROCE or m >= 0 or b < 0 or e < b + _BTH_LEN or len(f) < e + 4 or type(f) is not bytes:
+            add(summarize(f, res.parsed(i)))
+            continue
+        key = f[l3 : b + 8]
+        hit = cache.get(key)
+        if hit is None:
+            hit = cache[key] = _summary_head(f, l3, b)
+        head, crc = hit
+        # the PSN is 24 bits: "{:#08x}" is "0x" and its 6 hex digits
+        if crc32(f[b + 8 : e], crc) == icrc_at(f, e)[0]:
+            add(f"{head}{f[b + 9 : b + 12].hex()}")
+        else:
+            add(f"{head}{f[b + 9 : b + 12].hex()} | BAD-ICRC")
+    return out

@@ -9,19 +9,38 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import os
+import shutil
+import subprocess
 import sys
 
-from . import __version__
-from . import constants as K
-from .pcapio import CaptureError, read_capture
+from . import __version__, spec
+from .cnp import fill_cnp_template, generate_cnp
+from .config import ConfigError, base_config, load_config
+from .docsgen import docs_with_table, transitions_dot
+from .errors import UsageError
+from .headers import headers_markdown
 from .oracle import OracleError
+from .oracle import add_cli_command as add_compare
+from .packet import classify, decode, ip_src_dst
+from .pcapio import CaptureError, atomic_write, read_capture
+from .pipeline import Pipeline
 from .scenario import ScenarioError
+from .vectorcli import add_cli_commands
 
 EXIT_DATA = 1
 EXIT_USAGE = 2
 
 
-from .errors import UsageError  # noqa: E402  (re-exported for callers)
+def _config(args):
+    """The control-plane config (``--config``, else p4/config.yaml), with the
+    command line's table mode, TIMEWAIT and pacing options applied."""
+    cfg = load_config(args.config) if getattr(args, "config", None) else base_config()
+    kw = {k: getattr(args, k) for k in ("mode", "timewait_us", "cnp_interval_us") if getattr(args, k, None) is not None}
+    for k in ("timewait_us", "cnp_interval_us"):
+        if k in kw and kw[k] < 0:
+            raise UsageError(f"--{k.replace('_', '-')} must be >= 0, not {kw[k]}")
+    return cfg.replace(**kw) if kw else cfg
 
 
 def _ip_list(values) -> set[bytes]:
@@ -36,8 +55,6 @@ def _ip_list(values) -> set[bytes]:
 
 def _direction_rule(args, capture):
     """Returns f(frame, iface) -> 'host' | 'net' | None."""
-    from .packet import classify
-
     host_ips = _ip_list(args.host_ip)
     host_ifaces = set()
     for name in args.host_iface or ():
@@ -54,12 +71,9 @@ def _direction_rule(args, capture):
         if host_ifaces:
             return "host" if iface in host_ifaces else "net"
         p = classify(frame)
-        if p.l3 < 0 or len(frame) < p.l3 + 20:
+        if p.l3 < 0 or len(frame) < p.l3 + (20 if p.ip_version == 4 else 40):
             return None
-        if p.ip_version == 4:
-            src, dst = frame[p.l3 + 12 : p.l3 + 16], frame[p.l3 + 16 : p.l3 + 20]
-        else:
-            src, dst = frame[p.l3 + 8 : p.l3 + 24], frame[p.l3 + 24 : p.l3 + 40]
+        src, dst = ip_src_dst(frame, p.l3, p.ip_version)
         if src in host_ips:
             return "host"
         if dst in host_ips:
@@ -70,13 +84,10 @@ def _direction_rule(args, capture):
 
 
 def cmd_track(args) -> int:
-    from .pipeline import Pipeline, PipelineConfig
-    from .packet import decode
-
     cap = read_capture(args.capture)
     rule = _direction_rule(args, cap)
-    cfg = PipelineConfig(port_pairs={1: 2}, mode=args.mode, cnp_interval_us=args.cnp_interval_us,
-                         **({"timewait_us": args.timewait_us} if args.timewait_us is not None else {}))
+    cfg = _config(args)
+    (host_port, net_port), = cfg.port_pairs[:1]
     pipe = Pipeline(cfg)
     t0 = cap.packets[0][0] if cap.packets else 0
     events, undirected = [], 0
@@ -85,13 +96,13 @@ def cmd_track(args) -> int:
         if side is None:
             undirected += 1
             continue
-        outs = pipe.process(1 if side == "host" else 2, frame, ts - t0)
-        for ev in pipe.events:
+        r = pipe.process(host_port if side == "host" else net_port, frame, ts - t0)
+        for ev in r.events:
             rec = {"packet": i, "time_us": ts - t0, "side": side, "event": str(ev)}
             events.append(rec)
             if not args.json:
                 print(f"#{i:<6} {(ts - t0) / 1e6:12.6f}s {side:4} {ev}")
-        for port, cnp in outs[1:]:
+        for port, cnp in r.outputs[1:]:
             rec = {"packet": i, "time_us": ts - t0, "side": side, "cnp": cnp.hex(), "summary": decode(cnp).summary()}
             events.append(rec)
             if not args.json:
@@ -123,8 +134,6 @@ def cmd_track(args) -> int:
 
 
 def cmd_decode(args) -> int:
-    from .packet import decode
-
     cap = read_capture(args.capture)
     for i, (ts, iface, frame) in enumerate(cap.packets, 1):
         d = decode(frame)
@@ -138,8 +147,6 @@ def cmd_decode(args) -> int:
 
 
 def cmd_cnp(args) -> int:
-    from .cnp import fill_cnp_template, generate_cnp
-
     try:
         src, dst = ipaddress.ip_address(args.src), ipaddress.ip_address(args.dst)
     except ValueError as e:
@@ -158,14 +165,6 @@ def cmd_cnp(args) -> int:
 
 def cmd_docs(args) -> int:
     """Regenerate the docs derived from code: state diagram, transition table, header tables."""
-    import os
-    import shutil
-    import subprocess
-
-    from .headers import headers_markdown
-    from .pcapio import atomic_write
-    from .tracker import docs_with_table, transitions_dot
-
     d = args.out
     atomic_write(os.path.join(d, "state-machine.dot"), transitions_dot().encode())
     atomic_write(os.path.join(d, "headers.md"), headers_markdown().encode())
@@ -193,9 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("capture", help="pcap or pcapng file (Ethernet)")
     t.add_argument("--host-ip", action="append", metavar="IP", help="an address of the local host (repeatable)")
     t.add_argument("--host-iface", action="append", metavar="NAME", help="pcapng interface (name or index) whose packets come from the host")
-    t.add_argument("--mode", choices=("ideal", "p4"), default="ideal", help="table mode (default ideal)")
-    t.add_argument("--timewait-us", type=_int, default=None, help="TIMEWAIT duration in µs of capture time")
-    t.add_argument("--cnp-interval-us", type=_int, default=0, help="CNP pacing interval per flow (0 = none)")
+    t.add_argument("--config", metavar="FILE", help="control-plane config (default p4/config.yaml): ports, TIMEWAIT, "
+                   "pacing, geometry, mode")
+    t.add_argument("--mode", choices=("ideal", "p4"), default=None, help="table mode (default: the config's)")
+    t.add_argument("--timewait-us", type=_int, default=None, help="TIMEWAIT duration in µs of capture time "
+                   "(default: the config's)")
+    t.add_argument("--cnp-interval-us", type=_int, default=None, help="CNP pacing interval per flow, µs "
+                   "(0 = none; default: the config's)")
     t.add_argument("--json", action="store_true", help="machine-readable output")
     t.set_defaults(func=cmd_track)
 
@@ -208,19 +211,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--src", required=True, help="CNP source IP (the congested flow's destination)")
     c.add_argument("--dst", required=True, help="CNP destination IP")
     c.add_argument("--dqpn", required=True, help="destination QPN (e.g. 0xd2)")
-    c.add_argument("--tos", type=_int, default=K.CNP_TOS, help=f"IP TOS / traffic class (default {K.CNP_TOS:#x})")
-    c.add_argument("--ttl", type=_int, default=K.CNP_TTL, help=f"IP TTL / hop limit (default {K.CNP_TTL})")
+    c.add_argument("--tos", type=_int, default=spec.CNP_TOS, help=f"IP TOS / traffic class (default {spec.CNP_TOS:#x})")
+    c.add_argument("--ttl", type=_int, default=spec.CNP_TTL, help=f"IP TTL / hop limit (default {spec.CNP_TTL})")
     c.add_argument("--ip-id", type=_int, default=0, help="IPv4 identification (default 0)")
-    c.add_argument("--sport", type=_int, default=K.CNP_UDP_SPORT, help=f"UDP source port (default {K.CNP_UDP_SPORT:#x})")
+    c.add_argument("--sport", type=_int, default=spec.CNP_UDP_SPORT, help=f"UDP source port (default {spec.CNP_UDP_SPORT:#x})")
     c.add_argument("--ip-checksum", action="store_true", help="fill the IPv4 header checksum (default 0, as the C library)")
     c.set_defaults(func=cmd_cnp)
 
     dc = sub.add_parser("docs", help="regenerate docs derived from the code (state diagram, tables)")
     dc.add_argument("--out", default="docs", help="docs directory (default docs)")
     dc.set_defaults(func=cmd_docs)
-
-    from .oracle import add_cli_command as add_compare
-    from .vectors import add_cli_commands
 
     add_cli_commands(sub)
     add_compare(sub)
@@ -238,7 +238,7 @@ def main(argv=None) -> int:
     except OracleError as e:  # compare: 1 means mismatch, so unreadable input is 2
         print(f"ctcm {args.cmd}: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except (CaptureError, ScenarioError) as e:
+    except (CaptureError, ScenarioError, ConfigError) as e:
         print(f"ctcm {args.cmd}: {e}", file=sys.stderr)
         return EXIT_DATA
     except BrokenPipeError:

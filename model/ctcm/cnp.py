@@ -17,7 +17,7 @@ import ipaddress
 import struct
 import zlib
 
-from . import constants as C
+from . import spec as C
 from . import headers as H
 from .icrc import icrc
 from .packet import IPPROTO_UDP, OPCODE_CNP, ROCEV2_PORT, ipv4_checksum

@@ -27,7 +27,7 @@ from . import spec
 from .spec import Geometry
 from .yamlsrc import Ctx, SourceError, load_yaml_text, read_text
 
-__all__ = ["Config", "ConfigError", "load_config", "default_config_path", "MAX_PORT", "MODES"]
+__all__ = ["Config", "ConfigError", "load_config", "base_config", "default_config_path", "MAX_PORT", "MODES"]
 
 #: Highest usable port number: v1model ports are 9 bits and 511 is the drop port.
 MAX_PORT = 510
@@ -183,3 +183,10 @@ def default_config_path() -> str | None:
     p = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "p4", "config.yaml")
     p = os.path.normpath(p)
     return p if os.path.isfile(p) else None
+
+
+def base_config() -> Config:
+    """The config everything starts from: ``p4/config.yaml`` when this package
+    runs from the source tree, else the built-in defaults (which equal it)."""
+    p = default_config_path()
+    return load_config(p) if p else Config()

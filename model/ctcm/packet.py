@@ -16,10 +16,14 @@ import functools
 import ipaddress
 import socket
 import struct
-import zlib
 
 from . import headers as H
 from .icrc import icrc, icrc_bytes
+from .spec import (
+    CM_CLASS_VERSION, ECN_CE, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, GSI_QKEY, ICRC_LENGTH, IPPROTO_UDP,
+    MAD_BASE_VERSION, MAD_METHOD_SEND, MGMT_CLASS_CM, OPCODE_CNP, OPCODE_RC_SEND_ONLY, OPCODE_UD_SEND_ONLY, QP1,
+    ROCEV2_PORT,
+)  # protocol numbers: shared with the batch classifier and the P4 parser
 
 __all__ = [
     "NOT_ROCE", "ROCE", "CM", "MALFORMED", "KIND_NAMES",
@@ -28,23 +32,6 @@ __all__ = [
     "ROCEV2_PORT", "OPCODE_UD_SEND_ONLY", "OPCODE_RC_SEND_ONLY", "OPCODE_CNP", "GSI_QKEY",
     "MGMT_CLASS_CM", "QP1",
 ]
-
-# Protocol constants.
-ETH_P_IPV4 = 0x0800
-ETH_P_IPV6 = 0x86DD
-ETH_P_8021Q = 0x8100
-IPPROTO_UDP = 17
-ROCEV2_PORT = 4791
-OPCODE_RC_SEND_ONLY = 0x04
-OPCODE_UD_SEND_ONLY = 0x64
-OPCODE_CNP = 0x81
-QP1 = 1
-GSI_QKEY = 0x80010000
-MGMT_CLASS_CM = 0x07
-MAD_BASE_VERSION = 1
-CM_CLASS_VERSION = 2
-MAD_METHOD_SEND = 0x03
-ECN_CE = 3
 
 # Classification results.
 NOT_ROCE, ROCE, CM, MALFORMED = 0, 1, 2, 3
@@ -56,8 +43,20 @@ _MGMT_CLASS = H.MAD["mgmt_class"].byte
 _ATTR_ID = H.MAD["attr_id"].byte
 _BTH_LEN = H.BTH.length
 _DETH_LEN = H.DETH.length
-_ICRC_LEN = 4
+_ICRC_LEN = ICRC_LENGTH
 _MAD_LEN = H.MAD_LENGTH
+
+#: IP version -> (source offset, destination offset, address length) in the IP header.
+IP_ADDR_OFFSETS = {
+    4: (H.IPV4["src"].byte, H.IPV4["dst"].byte, H.IPV4["src"].width // 8),
+    6: (H.IPV6["src"].byte, H.IPV6["dst"].byte, H.IPV6["src"].width // 8),
+}
+
+
+def ip_src_dst(buf, l3: int, ip_version: int) -> tuple[bytes, bytes]:
+    """(source, destination) address bytes of the IP header at ``l3``."""
+    s, d, n = IP_ADDR_OFFSETS[ip_version]
+    return bytes(buf[l3 + s : l3 + s + n]), bytes(buf[l3 + d : l3 + d + n])
 
 
 class Parsed:
@@ -81,14 +80,6 @@ class Parsed:
         self.mad = mad
         self.end = end
         self.attr_id = attr_id
-
-    @property
-    def kind_name(self) -> str:
-        return KIND_NAMES[self.kind]
-
-    @property
-    def is_cm(self) -> bool:
-        return self.kind == CM
 
     def __repr__(self) -> str:
         parts = [f"{a}={getattr(self, a)!r}" for a in self.__slots__ if getattr(self, a) not in (-1, "", 0) or a == "kind"]
@@ -210,12 +201,6 @@ class Decoded:
     @property
     def reason(self) -> str:
         return self.parsed.reason
-
-    def layer(self, name: str) -> dict | None:
-        for h, v in self.layers:
-            if h.name == name:
-                return v
-        return None
 
     def summary(self) -> str:
         """One line: the facts a reader wants from this frame."""
@@ -513,44 +498,6 @@ def summarize(frame, parsed: Parsed | None = None) -> str:
                         s += f" {label}={v}"
             parts.append(s)
     return _summary_end(parts, icrc_ok, p)
-
-
-def summarize_many(frames, cache: dict | None = None) -> list[str]:
-    """``[summarize(f) for f in frames]``, for many frames at once (vectors).
-
-    Classification is vectorised (:func:`ctcm.batch.classify_batch`). RoCE
-    frames without a MAD (data, CNPs) are summarised from a cache keyed by
-    their bytes from the IP header to the BTH PSN: those bytes give the whole
-    summary but the PSN and the ICRC verdict, and the CRC state over them, so
-    per frame only the PSN is read and the CRC finished over the rest. Every
-    other frame goes through :func:`summarize`. Pass the same (initially
-    empty) ``cache`` dict to calls over parts of one frame sequence to share it."""
-    from .batch import classify_batch
-
-    frames = frames if isinstance(frames, list) else list(frames)
-    res = classify_batch(frames)
-    kinds, l3s, bths, mads, ends = (a.tolist() for a in (res.kind, res.l3, res.bth, res.mad, res.end))
-    if cache is None:
-        cache = {}
-    crc32 = zlib.crc32
-    icrc_at = struct.Struct("<I").unpack_from
-    out = []
-    add = out.append
-    for i, (f, kind, l3, b, m, e) in enumerate(zip(frames, kinds, l3s, bths, mads, ends)):
-        if kind != ROCE or m >= 0 or b < 0 or e < b + _BTH_LEN or len(f) < e + 4 or type(f) is not bytes:
-            add(summarize(f, res.parsed(i)))
-            continue
-        key = f[l3 : b + 8]
-        hit = cache.get(key)
-        if hit is None:
-            hit = cache[key] = _summary_head(f, l3, b)
-        head, crc = hit
-        # the PSN is 24 bits: "{:#08x}" is "0x" and its 6 hex digits
-        if crc32(f[b + 8 : e], crc) == icrc_at(f, e)[0]:
-            add(f"{head}{f[b + 9 : b + 12].hex()}")
-        else:
-            add(f"{head}{f[b + 9 : b + 12].hex()} | BAD-ICRC")
-    return out
 
 
 def _summary_head(frame: bytes, l3: int, b: int) -> tuple[str, int]:

@@ -18,10 +18,15 @@ import random
 import struct
 import zlib
 from dataclasses import asdict, dataclass
+from dataclasses import fields as dc_fields
 
 from .gcpause import gc_paused
 from .icrc import icrc
-from .scenario import RDMA_IP_PS_TCP, Conn, Host, Stimulus, cm_frame, data_frame, malformed_frame, non_roce_frame
+from .scenario import (
+    RDMA_IP_PS_TCP, Conn, Host, Scenario, ScenarioError, Stimulus, check_options, cm_frame, data_frame,
+    malformed_frame, non_roce_frame, parse_scenario,
+)
+from .yamlsrc import Ctx, Map, SourceError, load_yaml_text, plain, read_text
 
 __all__ = ["RandomParams", "generate"]
 
@@ -250,3 +255,46 @@ def _generate(p: RandomParams, progress) -> list[Stimulus]:
         if progress is not None and len(out) % 10000 == 0:
             progress(len(out))
     return out
+
+
+@dataclass
+class RandomScenario:
+    """A scenario file with a ``random:`` block: generated traffic."""
+
+    name: str
+    description: str
+    options: dict
+    params: RandomParams
+
+
+def load_source(path: str) -> Scenario | RandomScenario:
+    """A scenario file: a :class:`~ctcm.scenario.Scenario`, or a :class:`RandomScenario`
+    for a file with a ``random:`` block. Errors: one-line ``ScenarioError``."""
+    text = read_text(path, ScenarioError)
+    try:
+        doc = load_yaml_text(text, path, ScenarioError)
+    except SourceError:
+        doc = None
+    if not (isinstance(doc, dict) and "random" in doc):
+        return parse_scenario(text, path)  # (also gives the located YAML errors)
+    ctx = Ctx(path, ScenarioError)
+    ctx.only(doc, {"name", "description", "options", "random"})
+    name = ctx.req(doc, "name", str)
+    options = check_options(ctx, ctx.typed(doc, "options", dict, Map()))
+    rnd = ctx.typed(doc, "random", dict)
+    known = {f.name for f in dc_fields(RandomParams)}
+    ctx.only(rnd, known)
+    kw = {}
+    for k, v in rnd.items():
+        if k == "ports":
+            if not (isinstance(v, list) and len(v) == 2 and all(type(x) is int for x in v)):
+                raise ctx.err(rnd, "ports must be [host port, net port]")
+            v = tuple(v)
+        elif isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ctx.err(rnd, f"{k!r} must be a number, got {v!r}")
+        kw[k] = v
+    try:
+        params = RandomParams(**kw)
+    except ValueError as e:
+        raise ctx.err(rnd, str(e)) from None
+    return RandomScenario(name, doc.get("description", ""), plain(options), params)

@@ -12,51 +12,22 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-import yaml
+from dataclasses import fields as dc_fields
 
 from . import headers as H
 from .packet import OPCODE_RC_SEND_ONLY, build_cm, build_roce, ip_cm_private_data
+from .spec import Geometry
+from .yamlsrc import Ctx, Map, SourceError, load_yaml_text, plain, read_text
 
-__all__ = ["ScenarioError", "Stimulus", "Scenario", "load_scenario", "parse_scenario", "compile_scenario"]
+__all__ = ["ScenarioError", "Stimulus", "Scenario", "load_scenario", "parse_scenario", "compile_scenario",
+           "check_options"]
 
 # RDMA CM over IP service IDs (annex A11): 0x0000000001 || port space || port.
 RDMA_IP_PS_TCP = 0x0000000001060000
 
 
-class ScenarioError(Exception):
+class ScenarioError(SourceError):
     """One-line message: ``FILE:LINE: problem``."""
-
-
-class _Map(dict):
-    line = 0
-
-
-class _Seq(list):
-    line = 0
-
-
-class _Loader(yaml.SafeLoader):
-    pass
-
-
-def _map(loader, node):
-    m = _Map(loader.construct_pairs(node, deep=True))
-    m.line = node.start_mark.line + 1
-    keys = [loader.construct_object(k) for k, _ in node.value]
-    if len(keys) != len(set(map(str, keys))):
-        dup = next(k for k in keys if keys.count(k) > 1)
-        raise ScenarioError(f"line {node.start_mark.line + 1}: duplicate key {dup!r}")
-    return m
-
-
-def _seq(loader, node):
-    s = _Seq(loader.construct_sequence(node, deep=True))
-    s.line = node.start_mark.line + 1
-    return s
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _map)
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _seq)
 
 
 @dataclass
@@ -105,75 +76,19 @@ class Scenario:
 
 # --- loading and validation ---------------------------------------------------
 
-class _Ctx:
-    def __init__(self, path):
-        self.path = path
-
-    def err(self, node, msg):
-        line = getattr(node, "line", 0)
-        where = f"{self.path}:{line}" if line else self.path
-        return ScenarioError(f"{where}: {msg}")
-
-    def req(self, m, key, kind, node=None):
-        if not isinstance(m, dict) or key not in m:
-            raise self.err(node if node is not None else m, f"missing {key!r}")
-        return self.typed(m, key, kind)
-
-    def typed(self, m, key, kind, default=None):
-        if key not in m:
-            return default
-        v = m[key]
-        if kind is int and (isinstance(v, bool) or not isinstance(v, int)):
-            raise self.err(m, f"{key!r} must be an integer, got {v!r}")
-        if kind is str and not isinstance(v, str):
-            raise self.err(m, f"{key!r} must be a string, got {v!r}")
-        if kind is bool and not isinstance(v, bool):
-            raise self.err(m, f"{key!r} must be true or false, got {v!r}")
-        if kind is dict and not isinstance(v, dict):
-            raise self.err(m, f"{key!r} must be a mapping")
-        if kind is list and not isinstance(v, list):
-            raise self.err(m, f"{key!r} must be a list")
-        return v
-
-    def only(self, m, allowed):
-        extra = [k for k in m if k not in allowed]
-        if extra:
-            raise self.err(m, f"unknown field {extra[0]!r} (allowed: {', '.join(sorted(allowed))})")
-
-
 def load_scenario(path: str) -> Scenario:
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise ScenarioError(f"{path}: {e.strerror or e}") from None
-    return parse_scenario(text, path)
+    return parse_scenario(read_text(path, ScenarioError), path)
 
 
 def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
-    ctx = _Ctx(path)
-    try:
-        doc = yaml.load(text, Loader=_Loader)
-    except ScenarioError as e:
-        raise ScenarioError(f"{path}:{str(e)[5:]}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ScenarioError(f"{path}{line}: invalid YAML: {problem}") from None
+    ctx = Ctx(path, ScenarioError)
+    doc = load_yaml_text(text, path, ScenarioError)
     if not isinstance(doc, dict):
         raise ScenarioError(f"{path}: a scenario is a YAML mapping")
     ctx.only(doc, {"name", "description", "options", "ports", "hosts", "connections", "timeline"})
     name = ctx.req(doc, "name", str)
-    options = ctx.typed(doc, "options", dict, _Map())
-    ctx.only(options, {"mode", "geometry", "timewait_us", "cnp_interval_us"})
-    if options.get("mode", "ideal") not in ("ideal", "p4"):
-        raise ctx.err(options, f"mode must be ideal or p4, not {options.get('mode')!r}")
-    for k in ("timewait_us", "cnp_interval_us"):
-        if k in options and (ctx.typed(options, k, int) < 0):
-            raise ctx.err(options, f"{k} must be >= 0")
-    _check_geometry(ctx, options)
-    ports = ctx.typed(doc, "ports", dict, _Map({"host": 1, "net": 2}))
+    options = check_options(ctx, ctx.typed(doc, "options", dict, Map()))
+    ports = ctx.typed(doc, "ports", dict, Map({"host": 1, "net": 2}))
     ctx.only(ports, {"host", "net"})
     ports = {"host": ctx.typed(ports, "host", int, 1), "net": ctx.typed(ports, "net", int, 2)}
     if ports["host"] == ports["net"]:
@@ -198,7 +113,7 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
         hosts[hname] = Host(str(hname), ip, mac, side)
 
     conns = {}
-    cmap = ctx.typed(doc, "connections", dict, _Map())
+    cmap = ctx.typed(doc, "connections", dict, Map())
     for i, (cname, c) in enumerate(cmap.items()):
         if not isinstance(c, dict):
             raise ctx.err(cmap, f"connection {cname!r} must be a mapping")
@@ -249,26 +164,21 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
         if len(actions) != 1:
             raise ctx.err(ev, "each event has exactly one of cm, data, raw, non_roce, malformed, checkpoint")
         _validate_event(ctx, ev, actions[0], conns)
-    return Scenario(name, doc.get("description", ""), path, _plain(options), ports, hosts, conns, timeline)
+    return Scenario(name, doc.get("description", ""), path, plain(options), ports, hosts, conns, timeline)
 
 
-def _plain(x):
-    """Plain dicts/lists (no line-number subclasses) for writing back out."""
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_plain(v) for v in x]
-    return x
-
-
-def _check_geometry(ctx, options):
+def check_options(ctx, options):
+    """A scenario's ``options`` (mode, geometry, timewait_us, cnp_interval_us:
+    what it changes in the control-plane config), checked; returned as is."""
+    ctx.only(options, {"mode", "geometry", "timewait_us", "cnp_interval_us"})
+    if options.get("mode", "ideal") not in ("ideal", "p4"):
+        raise ctx.err(options, f"mode must be ideal or p4, not {options.get('mode')!r}")
+    for k in ("timewait_us", "cnp_interval_us"):
+        if k in options and (ctx.typed(options, k, int) < 0):
+            raise ctx.err(options, f"{k} must be >= 0")
     if "geometry" not in options:
-        return
+        return options
     g = ctx.typed(options, "geometry", dict)
-    from dataclasses import fields as dc_fields
-
-    from .tracker import Geometry
-
     ctx.only(g, {f.name for f in dc_fields(Geometry)})
     for k in g:
         ctx.typed(g, k, int)
@@ -276,6 +186,7 @@ def _check_geometry(ctx, options):
         Geometry(**g)
     except ValueError as e:
         raise ctx.err(g, f"geometry: {e}") from None
+    return options
 
 
 _EVENT_FIELDS = {
@@ -494,46 +405,3 @@ def _default_sender(conn: Conn, msg: str) -> str:
     if msg in ("REQ", "RTU"):
         return conn.opener
     return _other(conn.opener)  # REP
-
-
-def load_scenario_or_random(path: str):
-    """A :class:`Scenario`, or for a file with a ``random:`` block the tuple
-    (name, description, options, RandomParams)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise ScenarioError(f"{path}: {e.strerror or e}") from None
-    try:
-        doc = yaml.load(text, Loader=_Loader)
-    except (yaml.YAMLError, ScenarioError):
-        return parse_scenario(text, path)  # gives the located message
-    if not (isinstance(doc, dict) and "random" in doc):
-        return parse_scenario(text, path)
-    from dataclasses import fields as dc_fields
-
-    from .randgen import RandomParams
-
-    ctx = _Ctx(path)
-    ctx.only(doc, {"name", "description", "options", "random"})
-    name = ctx.req(doc, "name", str)
-    options = ctx.typed(doc, "options", dict, _Map())
-    ctx.only(options, {"mode", "geometry", "timewait_us", "cnp_interval_us"})
-    _check_geometry(ctx, options)
-    rnd = ctx.typed(doc, "random", dict)
-    known = {f.name: f.type for f in dc_fields(RandomParams)}
-    ctx.only(rnd, set(known))
-    kw = {}
-    for k, v in rnd.items():
-        if k == "ports":
-            if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) for x in v)):
-                raise ctx.err(rnd, "ports must be [host port, net port]")
-            v = tuple(v)
-        elif isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ctx.err(rnd, f"{k!r} must be a number, got {v!r}")
-        kw[k] = v
-    try:
-        params = RandomParams(**kw)
-    except ValueError as e:
-        raise ctx.err(rnd, str(e)) from None
-    return name, doc.get("description", ""), _plain(options), params

@@ -5,7 +5,7 @@ import shutil
 import subprocess
 
 from ctcm import headers as H
-from ctcm.tracker import docs_with_table, transitions_dot
+from ctcm.docsgen import docs_with_table, transitions_dot
 
 DOCS = os.path.join(os.path.dirname(__file__), "..", "..", "docs")
 

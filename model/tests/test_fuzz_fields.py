@@ -12,7 +12,8 @@ from ctcm import headers as H
 from ctcm.icrc import icrc
 from ctcm.packet import CM, MALFORMED, build_cm, build_roce, classify, decode, summarize
 from ctcm.pipeline import Pipeline
-from ctcm.tracker import RESULTS, Geometry
+from ctcm.config import Config
+from ctcm.spec import Geometry, Result
 
 HOST, PEER = "10.0.0.1", "10.0.0.2"
 HOST6, PEER6 = "fd00::1", "fd00::2"
@@ -125,11 +126,11 @@ def test_mutated_frames_classify_and_decode(seed):
 def test_mutated_traffic_through_the_pipeline(seed, mode):
     items = traffic(seed, 150)
     kw = {"mode": "p4", "geometry": SMALL} if mode == "p4-small" else {"mode": mode}
-    one, two = Pipeline(cnp_interval_us=5, timewait_us=300, **kw), Pipeline(cnp_interval_us=5, timewait_us=300, **kw)
+    one, two = Pipeline(Config(cnp_interval_us=5, timewait_us=300, **kw)), Pipeline(Config(cnp_interval_us=5, timewait_us=300, **kw))
     ref = []
     for port, f, t in items:
-        outs = one.process(port, f, t)
-        ref.append((outs, [str(e) for e in one.events], one.verdict))
+        r = one.process(port, f, t)
+        ref.append((r.outputs, [str(e) for e in r.events], r.verdict))
         tr = one.tracker
         if tr.capacity is not None:
             assert len(tr) <= tr.capacity
@@ -144,5 +145,5 @@ def test_mutated_traffic_through_the_pipeline(seed, mode):
     assert c["cnp_sent"] + c["cnp_suppressed"] + c["ce_untracked"] == c["ce_packets"]
     # every CM MAD with a good ICRC reached the tracker, and got exactly one result
     seen = sum(v for k, v in c.items() if k.startswith("tracker.cm_"))
-    results = sum(c[f"tracker.{k}"] for k in RESULTS)
+    results = sum(c[f"tracker.{r.label}"] for r in Result)
     assert seen == results == c["cm"] - c["icrc_errors"]

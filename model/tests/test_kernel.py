@@ -1,5 +1,5 @@
-"""The compiled p4-mode kernel (ctcm.kernel, numba) against the Python
-reference: Tracker.process() frame by frame. Same events (with their flows),
+"""The p4 machine compiled by numba (ctcm.storage.compiled) against the same
+machine in plain Python: Tracker.process() frame by frame. Same events (with their flows),
 counters, tables, connection count and time, on random, damaged and crafted
 traffic, with tables small enough to collide, fill and reclaim TIMEWAIT."""
 
@@ -11,21 +11,22 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ctcm import kernel
+from ctcm import storage
 from ctcm.packet import build_cm
 from ctcm.randgen import RandomParams, generate
-from ctcm.tracker import FROM_HOST, FROM_NET, Geometry, Tracker
+from ctcm.spec import Geometry
+from ctcm.tracker import FROM_HOST, FROM_NET, Tracker
 
 
 @pytest.fixture(autouse=True)
 def compiled(monkeypatch):
     """Every batch takes the compiled path (numba required; CI installs it)."""
-    if not kernel.available():
+    if not storage.numba_available():
         msg = "numba not installed (pip install 'ctcm[fast]')"
         if os.environ.get("CI"):
             pytest.fail(msg + "; CI must install it")
         pytest.skip(msg)
-    monkeypatch.setattr(kernel, "MIN_MESSAGES", 0)
+    monkeypatch.setattr(storage, "MIN_COMPILED", 0)
 
 
 def traffic(seed, n=2500, **kw):
@@ -69,7 +70,7 @@ def same(items, geometry, timewait_us=500, chunk=None):
     assert got.counters == ref.counters
     assert got.connections() == ref.connections() and got.flows() == ref.flows()
     assert len(got) == len(ref) and got.now == ref.now
-    assert bytes(got._s.state) == bytes(ref._s.state) and bytes(got._t.flows) == bytes(ref._t.flows)
+    assert all(bytes(a) == bytes(b) for a, b in zip(got._T, ref._T))  # every table, byte for byte
     return ref
 
 
@@ -121,20 +122,38 @@ def test_compiled_equals_reference_property(seed, timewait, geometry):
 
 
 def test_crc_matches_zlib():
-    kernel._compile()
+    storage.compiled()
     r = random.Random(1)
     key = np.zeros(20, np.uint8)
     for n in (4, 19, 20):
         for _ in range(200):
             data = r.randbytes(n)
             key[:n] = np.frombuffer(data, np.uint8)
-            assert kernel._crc(key, n, kernel.CRC_TABLE) == zlib.crc32(data)
+            assert storage._nb_crc(key, n) == zlib.crc32(data)
+
+
+def test_compiled_buckets_are_the_spec_keys():
+    """The numba key builders hash exactly spec.active_key / passive_key / flow_key."""
+    from ctcm import spec
+    from ctcm.storage import p4_geometry
+
+    storage.compiled()
+    r = random.Random(2)
+    g = Geometry(active_buckets=1024, passive_buckets=512, flow_buckets=2048, flow_ways=3)
+    G = p4_geometry(g)
+    for _ in range(300):
+        ident, ip, qpn = r.getrandbits(32), r.randbytes(16), r.getrandbits(24)
+        assert storage._nb_active_base(G, ident) == spec.bucket_of(spec.active_key(ident), 1024) * g.active_ways
+        assert storage._nb_passive_base(G, np.frombuffer(ip, np.uint8), ident) == (
+            g.active_slots + spec.bucket_of(spec.passive_key(ip, ident), 512) * g.passive_ways)
+        assert storage._nb_flow_key_base(G, np.frombuffer(ip, np.uint8), 0, qpn) == (
+            spec.bucket_of(spec.flow_key(ip, qpn), 2048) * 3)
 
 
 def test_small_batches_and_ideal_mode_stay_in_python(monkeypatch):
-    monkeypatch.setattr(kernel, "MIN_MESSAGES", 10**9)
+    monkeypatch.setattr(storage, "MIN_COMPILED", 10**9)
     called = []
-    monkeypatch.setattr(kernel, "run", lambda *a: called.append(1))
+    monkeypatch.setattr(storage, "compiled", lambda: called.append(1))
     items = traffic(2, 500)
     same(items, SMALL)
     t = Tracker("ideal")
@@ -144,7 +163,7 @@ def test_small_batches_and_ideal_mode_stay_in_python(monkeypatch):
 
 def test_disabled_by_environment(monkeypatch):
     monkeypatch.setenv("CTCM_KERNEL", "0")
-    assert not kernel.available()
+    assert not storage.numba_available()
 
 
 # --- a small universe: few comm IDs, QPNs and peers, so that messages hit the

@@ -7,7 +7,8 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1Q, Ether
 
 from ctcm.packet import build_cm, build_roce
-from ctcm.pipeline import Pipeline, PipelineConfig
+from ctcm.config import Config, ConfigError
+from ctcm.pipeline import Pipeline
 
 H_MAC, P_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
 
@@ -26,10 +27,10 @@ def data(src, dst, dqpn, ce=True, vlan=None):
 
 @pytest.mark.parametrize("mode", ["ideal", "p4"])
 def test_cnp_bytes_match_scapy_ipv4(mode):
-    pipe = Pipeline(mode=mode)
+    pipe = Pipeline(Config(mode=mode))
     handshake(pipe)
     pkt = data("10.0.0.1", "10.0.0.2", 0x201)
-    out = pipe.process(1, pkt, 10)
+    out = pipe.process(1, pkt, 10).outputs
     assert out[0] == (2, pkt)  # forwarded unchanged, first
     assert len(out) == 2 and out[1][0] == 1
     ref = Ether(src=P_MAC, dst=H_MAC) / IP(src="10.0.0.2", dst="10.0.0.1", tos=0xC2, ttl=255, id=0, flags="DF") / \
@@ -41,7 +42,7 @@ def test_cnp_bytes_match_scapy_ipv4(mode):
 def test_cnp_bytes_match_scapy_ipv6_vlan():
     pipe = Pipeline()
     handshake(pipe, "fd00::1", "fd00::2", vlan=7)
-    out = pipe.process(1, data("fd00::1", "fd00::2", 0x201, vlan=7), 10)
+    out = pipe.process(1, data("fd00::1", "fd00::2", 0x201, vlan=7), 10).outputs
     ref = Ether(src=P_MAC, dst=H_MAC) / Dot1Q(vlan=7) / IPv6(src="fd00::2", dst="fd00::1", tc=0xC2, hlim=255) / \
         UDP(sport=0xF000, dport=4791, chksum=0) / scapy_cnp(0x101)
     assert out[1] == (1, bytes(ref))
@@ -50,54 +51,54 @@ def test_cnp_bytes_match_scapy_ipv6_vlan():
 def test_no_cnp_cases():
     pipe = Pipeline()
     handshake(pipe)
-    assert len(pipe.process(1, data("10.0.0.1", "10.0.0.2", 0x201, ce=False), 5)) == 1   # not CE
-    assert len(pipe.process(2, data("10.0.0.2", "10.0.0.1", 0x101), 5)) == 1              # from the network
-    assert len(pipe.process(1, data("10.0.0.1", "10.0.0.3", 0x201), 5)) == 1              # untracked peer
-    assert len(pipe.process(1, data("10.0.0.1", "10.0.0.2", 0x202), 5)) == 1              # untracked QPN
+    assert len(pipe.process(1, data("10.0.0.1", "10.0.0.2", 0x201, ce=False), 5).outputs) == 1   # not CE
+    assert len(pipe.process(2, data("10.0.0.2", "10.0.0.1", 0x101), 5).outputs) == 1              # from the network
+    assert len(pipe.process(1, data("10.0.0.1", "10.0.0.3", 0x201), 5).outputs) == 1              # untracked peer
+    assert len(pipe.process(1, data("10.0.0.1", "10.0.0.2", 0x202), 5).outputs) == 1              # untracked QPN
     c = pipe.counters
     assert (c["cnp_sent"], c["ce_untracked"], c["ce_packets"]) == (0, 2, 2)
 
 
 def test_pacing_per_flow():
-    pipe = Pipeline(cnp_interval_us=50)
+    pipe = Pipeline(Config(cnp_interval_us=50))
     handshake(pipe)
     handshake(pipe, hqpn=0x102, pqpn=0x202, hid=0x12, pid=0x23)
-    sent = [len(pipe.process(1, data("10.0.0.1", "10.0.0.2", 0x201), t)) == 2 for t in (100, 120, 149, 150, 199, 200)]
+    sent = [len(pipe.process(1, data("10.0.0.1", "10.0.0.2", 0x201), t).outputs) == 2 for t in (100, 120, 149, 150, 199, 200)]
     assert sent == [True, False, False, True, False, True]
-    assert len(pipe.process(1, data("10.0.0.1", "10.0.0.2", 0x202), 201)) == 2  # other flow, own pacing
+    assert len(pipe.process(1, data("10.0.0.1", "10.0.0.2", 0x202), 201).outputs) == 2  # other flow, own pacing
     assert pipe.counters["cnp_suppressed"] == 3
 
 
 def test_pacing_state_forgotten_with_the_flow():
-    pipe = Pipeline(cnp_interval_us=1000, timewait_us=0)
+    pipe = Pipeline(Config(cnp_interval_us=1000, timewait_us=0))
     handshake(pipe)
-    assert len(pipe.process(1, data("10.0.0.1", "10.0.0.2", 0x201), 10)) == 2
+    assert len(pipe.process(1, data("10.0.0.1", "10.0.0.2", 0x201), 10).outputs) == 2
     pipe.process(1, build_cm("DREQ", "10.0.0.1", "10.0.0.2", {"local_comm_id": 0x11, "remote_comm_id": 0x22}), 20)
     pipe.process(2, build_cm("DREP", "10.0.0.2", "10.0.0.1", {"local_comm_id": 0x22, "remote_comm_id": 0x11}), 30)
     handshake(pipe, t0=35)  # same flow again, new connection
-    assert len(pipe.process(1, data("10.0.0.1", "10.0.0.2", 0x201), 40)) == 2
+    assert len(pipe.process(1, data("10.0.0.1", "10.0.0.2", 0x201), 40).outputs) == 2
 
 
 def test_bad_icrc_cm_changes_nothing():
     pipe = Pipeline()
     f = build_cm("REQ", "10.0.0.2", "10.0.0.1", {"local_comm_id": 1, "local_qpn": 2}, icrc_value=0x12345678)
-    assert pipe.process(2, f, 0) == [(1, f)]
+    assert pipe.process(2, f, 0).outputs == [(1, f)]
     assert pipe.counters["icrc_errors"] == 1 and pipe.tracker.connections() == []
 
 
 def test_malformed_and_non_roce_forwarded():
-    pipe = Pipeline(port_pairs={3: 7})
+    pipe = Pipeline(Config(port_pairs={3: 7}))
     junk = b"\x01" * 10
-    assert pipe.process(3, junk, 0) == [(7, junk)]
+    assert pipe.process(3, junk, 0).outputs == [(7, junk)]
     arp = b"\xff" * 6 + b"\x02" * 6 + b"\x08\x06" + bytes(46)
-    assert pipe.process(7, arp, 0) == [(3, arp)]
-    assert pipe.process(5, arp, 0) == []
+    assert pipe.process(7, arp, 0).outputs == [(3, arp)]
+    assert pipe.process(5, arp, 0).outputs == []
     c = pipe.counters
     assert (c["malformed"], c["not_roce"], c["dropped_unknown_port"], c["packets"]) == (1, 1, 1, 3)
 
 
 def test_direction_from_port():
-    pipe = Pipeline(port_pairs={1: 2, 3: 4})
+    pipe = Pipeline(Config(port_pairs={1: 2, 3: 4}))
     f = build_cm("REQ", "10.0.0.1", "10.0.0.2", {"local_comm_id": 1, "local_qpn": 2})
     pipe.process(3, f, 0)
     assert pipe.tracker.connections()[0]["opened_by"] == "host"
@@ -106,10 +107,13 @@ def test_direction_from_port():
 
 
 def test_bad_config():
-    with pytest.raises(ValueError, match="once"):
-        PipelineConfig(port_pairs={1: 1})
-    with pytest.raises(ValueError):
-        PipelineConfig(cnp_interval_us=-1)
+    with pytest.raises(ConfigError, match="twice"):
+        Config(port_pairs={1: 1})
+    with pytest.raises(ConfigError):
+        Config(cnp_interval_us=-1)
+    for bad in (True, 1.0, "1", -1, 511):
+        with pytest.raises(ConfigError, match="port"):
+            Config(port_pairs={bad: 2})
 
 
 @pytest.mark.parametrize("mode", ["ideal", "p4"])
@@ -119,12 +123,12 @@ def test_batch_processing_equals_one_by_one(mode):
     stim = generate(RandomParams(seed=9, packets=3000, connections=80, concurrency=10, ce_ratio=0.2,
                                  malformed=0.02, non_roce=0.02, ipv6=0.3))
     items = [(s.port if i % 97 else 5, s.frame, s.t_us) for i, s in enumerate(stim)]  # a few unknown ports
-    one = Pipeline(mode=mode, cnp_interval_us=30)
+    one = Pipeline(Config(mode=mode, cnp_interval_us=30))
     expected = []
     for port, f, t in items:
-        outs = one.process(port, f, t)
-        expected.append((outs, [str(e) for e in one.events], one.verdict))
-    two = Pipeline(mode=mode, cnp_interval_us=30)
+        r = one.process(port, f, t)
+        expected.append((r.outputs, [str(e) for e in r.events], r.verdict))
+    two = Pipeline(Config(mode=mode, cnp_interval_us=30))
     got = [(o, [str(e) for e in ev], v) for o, ev, v in two.process_batch(items)]
     assert got == expected
     assert two.snapshot() == one.snapshot()
@@ -142,7 +146,7 @@ _SEEDS = [build_cm("REQ", "10.0.0.2", "10.0.0.1", {"local_comm_id": 2, "local_qp
 @given(st.lists(st.tuples(st.integers(0, len(_SEEDS)), st.integers(1, 3), st.integers(-1, 5000),
                           st.integers(0, 400), st.binary(max_size=64)), max_size=40))
 def test_pipeline_fuzz_accounts_for_every_packet(steps):
-    pipe = Pipeline(mode="p4", cnp_interval_us=3)
+    pipe = Pipeline(Config(mode="p4", cnp_interval_us=3))
     for t, (i, port, flip, cut, junk) in enumerate(steps):
         f = bytearray(_SEEDS[i] if i < len(_SEEDS) else junk)
         if f and flip >= 0:

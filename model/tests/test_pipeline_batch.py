@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from ctcm.packet import build_cm, build_roce
-from ctcm.pipeline import BatchOutput, Pipeline, PipelineConfig
+from ctcm.config import Config
+from ctcm.pipeline import BatchOutput, Pipeline
 from ctcm.randgen import RandomParams, generate
 
 H_MAC, P_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
@@ -25,19 +26,16 @@ def norm(results):
 
 def reference(items, **cfg):
     """Per-packet process(): results, the pipeline afterwards."""
-    pipe = Pipeline(PipelineConfig(**cfg))
+    pipe = Pipeline(Config(**cfg))
     out = []
     for port, frame, t in items:
-        outs = pipe.process(port, frame, t)
-        out.append((outs, pipe.events, pipe.verdict))
+        out.append(pipe.process(port, frame, t))
     return norm(out), pipe
 
 
 def check_same(ref_pipe, pipe):
     assert pipe.snapshot() == ref_pipe.snapshot()
     assert pipe._last_cnp == ref_pipe._last_cnp  # pacing state
-    assert [ev_key(e) for e in pipe.events] == [ev_key(e) for e in ref_pipe.events]
-    assert pipe.verdict == ref_pipe.verdict
 
 
 def accounted(c):
@@ -120,7 +118,7 @@ def test_batch_equals_per_packet(mode, interval, seed):
     accounted(c)
     for arrays in (False, True):
         for sizes in (len(items), (1, 400)):
-            pipe = Pipeline(PipelineConfig(**cfg))
+            pipe = Pipeline(Config(**cfg))
             got = run_batches(pipe, items, sizes, arrays)
             assert got == expected
             check_same(ref, pipe)
@@ -135,7 +133,7 @@ def test_batch_many_port_pairs_and_odd_ports(arrays):
     items += stimulus(4, packets=1500, ports=(1, 2), unknown=(8,))
     expected, ref = reference(items, port_pairs=pairs, cnp_interval_us=300)
     assert ref.counters["cnp_sent"] > 10 and ref.counters["dropped_unknown_port"] > 10
-    pipe = Pipeline(port_pairs=pairs, cnp_interval_us=300)
+    pipe = Pipeline(Config(port_pairs=pairs, cnp_interval_us=300))
     assert run_batches(pipe, items, 700, arrays) == expected
     check_same(ref, pipe)
 
@@ -143,7 +141,7 @@ def test_batch_many_port_pairs_and_odd_ports(arrays):
 def test_batch_output_arrays():
     items = stimulus(5, packets=1200)
     expected, ref = reference(items, cnp_interval_us=300)
-    pipe = Pipeline(cnp_interval_us=300)
+    pipe = Pipeline(Config(cnp_interval_us=300))
     bo = pipe.process_batch_arrays(items)
     assert norm(bo.to_list()) == expected
     check_same(ref, pipe)
@@ -170,7 +168,8 @@ def test_empty_batch_and_state_across_calls():
 
 
 def test_odd_port_objects_and_frame_types():
-    """Ports that are not ints (reference path), ports equal to ints, bytearray frames."""
+    """Ingress ports that are not ints (str, numpy ints, floats, True) are not in
+    the port map: dropped by both paths alike; bytearray frames."""
     items = stimulus(6, packets=600)
     r = random.Random(6)
     odd = []
@@ -179,7 +178,7 @@ def test_odd_port_objects_and_frame_types():
         if x < 0.05:
             port = str(port)          # not in the port map: dropped
         elif x < 0.1:
-            port = np.int64(port)     # equal to an int: same lookup
+            port = np.int64(port)     # not an int port number either
         elif x < 0.15:
             port = float(port)
         if r.random() < 0.1:
@@ -187,24 +186,14 @@ def test_odd_port_objects_and_frame_types():
         odd.append((port, f, t))
     for batch in (odd, [(p, f, t) for p, f, t in odd if not isinstance(p, str)], [(True, b"\x00" * 20, 0)]):
         expected, ref = reference(batch, cnp_interval_us=5)
-        pipe = Pipeline(cnp_interval_us=5)
+        pipe = Pipeline(Config(cnp_interval_us=5))
         assert norm(pipe.process_batch(batch)) == expected
         check_same(ref, pipe)
-        pipe = Pipeline(cnp_interval_us=5)
+        pipe = Pipeline(Config(cnp_interval_us=5))
         bo = pipe.process_batch_arrays(batch)
         assert norm([bo.result(i) for i in range(len(batch))]) == expected
         check_same(ref, pipe)
-    assert ref.counters["dropped_unknown_port"] == 0 and ref.counters["packets"] == 1
-
-
-def test_last_packet_leaves_events_and_verdict():
-    base = stimulus(7, packets=300)
-    for last in (base[-1], (9, base[0][1], 99), (1, b"\x01" * 10, 99)):
-        items = base + [last]
-        _expected, ref = reference(items)
-        pipe = Pipeline()
-        pipe.process_batch_arrays(items)
-        check_same(ref, pipe)
+    assert ref.counters["dropped_unknown_port"] == 1 and ref.counters["packets"] == 1
 
 
 _HOST, _PEER = "10.0.0.1", "10.0.0.2"
@@ -239,7 +228,7 @@ def test_batch_fuzz(steps, mode, interval, chunk):
         items.append((port, bytes(f), t))
     expected, ref = reference(items, mode=mode, cnp_interval_us=interval, timewait_us=0)
     for arrays in (False, True):
-        pipe = Pipeline(mode=mode, cnp_interval_us=interval, timewait_us=0)
+        pipe = Pipeline(Config(mode=mode, cnp_interval_us=interval, timewait_us=0))
         assert run_batches(pipe, items, chunk, arrays) == expected
         check_same(ref, pipe)
         accounted(pipe.counters)
@@ -249,7 +238,7 @@ def test_only_stateful_packets_take_the_per_packet_path():
     """process() runs for CM MADs and host-side CE data only (the rest is vectorised)."""
     items = stimulus(8, packets=1500)
     _expected, ref = reference(items, cnp_interval_us=300)
-    pipe = Pipeline(cnp_interval_us=300)
+    pipe = Pipeline(Config(cnp_interval_us=300))
     calls = []
     real = pipe.process
 
@@ -262,19 +251,3 @@ def test_only_stateful_packets_take_the_per_packet_path():
     c = ref.counters
     assert len(calls) == c["cm"] + c["ce_packets"] < len(items) // 3
     check_same(ref, pipe)
-
-
-def test_port_map_with_odd_keys():
-    """A port map whose ports are not plain ints still gives the per-packet answers."""
-    items = stimulus(9, packets=300)
-    items = [(("h" if p == 1 else "n") if k % 3 else p, f, t) for k, (p, f, t) in enumerate(items)]
-    for pairs in ({"h": "n"}, {"h": 2, 1: "n"}, {2**70: 1}):
-        expected, ref = reference(items, port_pairs=pairs)
-        pipe = Pipeline(port_pairs=pairs)
-        assert norm(pipe.process_batch(items)) == expected
-        check_same(ref, pipe)
-        pipe = Pipeline(port_pairs=pairs)
-        bo = pipe.process_batch_arrays([(p, f, t) for p, f, t in items if isinstance(p, int)])
-        exp2, ref2 = reference([(p, f, t) for p, f, t in items if isinstance(p, int)], port_pairs=pairs)
-        assert norm(bo.to_list()) == exp2
-        check_same(ref2, pipe)

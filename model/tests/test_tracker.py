@@ -8,8 +8,8 @@ import pytest
 
 import ctcm
 from ctcm.packet import build_cm
-from ctcm.tracker import (FROM_HOST, FROM_NET, Geometry, State, Tracker, active_key, bucket_of, create, destroy,
-                          flow_key, normalize_ip)
+from ctcm.spec import Geometry, Outcome, State, active_key, bucket_of, flow_key
+from ctcm.tracker import FROM_HOST, FROM_NET, Tracker, normalize_ip
 
 HOST, PEER = "10.0.0.1", "10.0.0.2"
 HID, PID = 0x1111, 0x2222          # comm IDs: host's, peer's
@@ -114,7 +114,7 @@ def test_transition(t, start, name, frm, fields, expected):
     ev = send(t, name, frm, fields, now=5)
     assert ev.result == "transition", str(ev)
     assert state(t) == expected
-    assert ev.new_state == (State[expected] if expected else "gone")
+    assert ev.new_state == (State[expected] if expected else Outcome.GONE)
 
 
 # Retransmissions: absorbed, state unchanged.
@@ -346,6 +346,6 @@ def test_c_api_names():
     assert ctcm.ctcm_process_packets(ctx, ctcm.CTCM_FROM_HOST, [frames[2], b"junk"]) == 1
     assert ctcm.ctcm_query_ipv4(ctx, PEER, PQPN) == HQPN
     ctcm.ctcm_destroy(ctx)
-    with create() as t2:
+    with ctcm.ctcm_create() as t2:
         assert t2.query_ipv4(PEER, PQPN) == 0
-    destroy(t2)
+    ctcm.ctcm_destroy(t2)

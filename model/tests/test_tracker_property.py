@@ -3,7 +3,8 @@
 from hypothesis import given, settings, strategies as st
 
 from ctcm.packet import build_cm
-from ctcm.tracker import FROM_HOST, FROM_NET, RESULTS, Geometry, Tracker
+from ctcm.spec import Geometry, Result
+from ctcm.tracker import FROM_HOST, FROM_NET, Tracker
 
 HOST = "10.0.0.1"
 PEERS = ["10.0.0.2", "10.0.0.3", "fd00::2"]
@@ -70,7 +71,7 @@ def check_invariants(t: Tracker):
         q = t.query_ipv6(ip, int(rq, 16)) if ":" in ip else t.query_ipv4(ip, int(rq, 16))
         assert q == int(lq, 16)
     cm = sum(v for k, v in t.counters.items() if k.startswith("cm_"))
-    assert sum(t.counters[r] for r in RESULTS) == cm
+    assert sum(t.counters[r.label] for r in Result) == cm
     if t.capacity is not None:
         assert len(t) <= t.capacity
 

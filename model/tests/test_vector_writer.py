@@ -11,8 +11,11 @@ import pytest
 import yaml
 from scapy.utils import PcapNgReader
 
+from ctcm import vecrender as R
 from ctcm import vectors as V
-from ctcm.packet import summarize, summarize_many
+from ctcm import vecwrite as W
+from ctcm.batch import summarize_many
+from ctcm.packet import summarize
 from ctcm.pcapio import pcapng_bytes, pcapng_chunks
 from ctcm.randgen import RandomParams, generate
 from ctcm.vectors import run_stimulus, write_vector
@@ -58,7 +61,7 @@ def test_summarize_many_equals_summarize(vec):
 def test_snapshot_yaml_equals_pyyaml(vec):
     doc = {"checkpoints": vec.checkpoints, "final": vec.final}
     assert vec.final["connections"] and vec.final["flows"]
-    assert V._yaml_tail(vec) == yaml.safe_dump(doc, **V._TAIL_DUMP)
+    assert R._yaml_tail(vec) == yaml.safe_dump(doc, **R._TAIL_DUMP)
 
 
 @pytest.mark.parametrize("doc", [
@@ -74,18 +77,18 @@ def test_snapshot_yaml_equals_pyyaml(vec):
     {"lists": [[1, 2], [3]]},
 ])
 def test_block_yaml_equals_pyyaml(doc):
-    want = yaml.safe_dump(doc, **V._TAIL_DUMP)
+    want = yaml.safe_dump(doc, **R._TAIL_DUMP)
     try:
-        got = V._BlockYaml().dump(doc)
-    except V._NotPlain:
+        got = R._BlockYaml().dump(doc)
+    except R._NotPlain:
         return  # left to PyYAML: _yaml_tail falls back to it
     assert got == want
 
 
 def test_shared_container_is_left_to_pyyaml():
     shared = {"a": 1}
-    with pytest.raises(V._NotPlain):
-        V._BlockYaml().dump({"x": shared, "y": shared})
+    with pytest.raises(R._NotPlain):
+        R._BlockYaml().dump({"x": shared, "y": shared})
 
 
 def _files(d):
@@ -93,11 +96,11 @@ def _files(d):
 
 
 def test_parallel_writer_equals_serial(vec, tmp_path, monkeypatch):
-    monkeypatch.setattr(V, "_CHUNK", 257)  # many chunks
-    monkeypatch.setattr(V, "_PARALLEL_MIN", 10**9)
+    monkeypatch.setattr(R, "_CHUNK", 257)  # many chunks
+    monkeypatch.setattr(W, "_PARALLEL_MIN", 10**9)
     write_vector(vec, str(tmp_path / "serial"))
-    monkeypatch.setattr(V, "_PARALLEL_MIN", 1)
-    if not V._can_fork():
+    monkeypatch.setattr(W, "_PARALLEL_MIN", 1)
+    if not W._can_fork():
         pytest.skip("no fork on this platform")
     write_vector(vec, str(tmp_path / "forked"))
     serial, forked = _files(tmp_path / "serial"), _files(tmp_path / "forked")
@@ -114,22 +117,23 @@ def test_parallel_writer_equals_serial(vec, tmp_path, monkeypatch):
 def test_a_failing_writer_changes_nothing(vec, tmp_path, monkeypatch, parallel, where):
     """The error reaches the caller (from a forked writer too), no temporary
     file is left, and the vector's previous files are untouched."""
-    if parallel and not V._can_fork():
+    if parallel and not W._can_fork():
         pytest.skip("no fork on this platform")
     old = {f"w{suffix}": b"previous " + suffix.encode() for suffix in
            (".yaml", ".stimulus.pcapng", ".expected.pcapng", ".stimulus.hex", ".expected.hex")}
     for n, data in old.items():
         (tmp_path / n).write_bytes(data)
-    monkeypatch.setattr(V, "_PARALLEL_MIN", 1 if parallel else 10**9)
-    real = getattr(V, where)
+    monkeypatch.setattr(W, "_PARALLEL_MIN", 1 if parallel else 10**9)
+    mod = R if where == "_render_yaml" else W
+    real = getattr(mod, where)
 
     def broken(*a):
         if where == "_render_yaml":
             return _fail_after(real(*a))
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(V, where, broken)
-    stim = V._stimulus_of(vec)
+    monkeypatch.setattr(mod, where, broken)
+    stim = R._stimulus_of(vec)
     for call in (lambda: write_vector(vec, str(tmp_path)),
                  lambda: V.make_vector("w", "", vec.options, vec.ports, stim, str(tmp_path))):
         with pytest.raises(OSError, match="No space left"):
@@ -144,14 +148,14 @@ def _fail_after(parts):
 
 @pytest.mark.parametrize("formats", [V.FORMATS, ("yaml",), ("yaml", "pcapng"), ("hex",)])
 def test_make_vector_equals_run_then_write(vec, tmp_path, monkeypatch, formats):
-    monkeypatch.setattr(V, "_CHUNK", 101)
-    stim = V._stimulus_of(vec)
-    monkeypatch.setattr(V, "_PARALLEL_MIN", 10**9)
+    monkeypatch.setattr(R, "_CHUNK", 101)
+    stim = R._stimulus_of(vec)
+    monkeypatch.setattr(W, "_PARALLEL_MIN", 10**9)
     write_vector(vec, str(tmp_path / "ref"), formats)
     for parallel in (False, True):
-        if parallel and not V._can_fork():
+        if parallel and not W._can_fork():
             continue
-        monkeypatch.setattr(V, "_PARALLEL_MIN", 1 if parallel else 10**9)
+        monkeypatch.setattr(W, "_PARALLEL_MIN", 1 if parallel else 10**9)
         d = tmp_path / str(parallel)
         got, written = V.make_vector("w", vec.description, vec.options, vec.ports, stim, str(d), formats)
         assert got == vec
@@ -201,5 +205,5 @@ def test_append_file(tmp_path, monkeypatch, how):
         def refuse(*a):
             raise OSError(38, "Function not implemented")
         monkeypatch.setattr(os, "copy_file_range", refuse)
-    V._append_file(str(a), str(b))
+    W._append_file(str(a), str(b))
     assert a.read_bytes() == b"head\n" + data
