@@ -20,11 +20,13 @@ import time
 import tracemalloc
 
 from ctcm import cnp as C
-from ctcm import kernel
+from ctcm import storage
 from ctcm.packet import classify
-from ctcm.pipeline import Pipeline, PipelineConfig
+from ctcm.cmfields import cm_fields_batch
+from ctcm.pipeline import Pipeline
 from ctcm.scenario import Conn, Host, cm_frame, data_frame
-from ctcm.tracker import FROM_HOST, FROM_NET, Geometry, Tracker
+from ctcm.spec import Geometry
+from ctcm.tracker import FROM_HOST, FROM_NET, Tracker
 
 
 def measure(fn, work: int, reps: int, warmup: int = 1):
@@ -166,10 +168,11 @@ def main(argv=None) -> int:
     def run_track_batch(mode):
         return lambda: new_tracker(mode).process_batch(m_dirs, m_frames)
 
-    from ctcm.tracker import _cm_fields_batch
-    fields = _cm_fields_batch(m_frames, m_dirs)
-    field_rows = list(zip([m_dirs[i] for i in fields.index], fields.attr, fields.peer_ip, fields.local_id,
-                          fields.remote_id, fields.qpn, fields.mraed))
+    fields = cm_fields_batch(m_frames, m_dirs)
+    ipb = fields.ip.tobytes()
+    field_rows = list(zip([m_dirs[i] for i in fields.index.tolist()], fields.attr.tolist(),
+                          [ipb[16 * j : 16 * j + 16] for j in range(len(fields.index))], fields.local_id.tolist(),
+                          fields.remote_id.tolist(), fields.qpn.tolist(), fields.mraed.tolist()))
 
     def run_track_fields(mode):
         def f():
@@ -182,10 +185,10 @@ def main(argv=None) -> int:
         med, spread = fmt_rate(measure(run_track(mode), len(msgs), reps))
         row(f"tracker, CM messages, {mode} mode, process() per frame (msg/s)", med, "msg/s", "300,000",
             f"spread {spread}; classify + fields + state machine")
-        if mode == "p4" and kernel.available():
+        if mode == "p4" and storage.numba_available():
             med, spread = fmt_rate(measure(run_track_batch(mode), len(msgs), reps))
-            row(f"tracker, CM messages, {mode} mode, process_batch(), compiled kernel (msg/s)", med, "msg/s",
-                "300,000", f"spread {spread}; numpy parse + fields, state machine of the batch in ctcm.kernel (numba)")
+            row(f"tracker, CM messages, {mode} mode, process_batch(), compiled machine (msg/s)", med, "msg/s",
+                "300,000", f"spread {spread}; numpy parse + fields, the machine of the batch compiled by numba (ctcm.storage.compiled)")
         os.environ["CTCM_KERNEL"] = "0"
         try:
             med, spread = fmt_rate(measure(run_track_batch(mode), len(msgs), reps))
@@ -241,7 +244,7 @@ def main(argv=None) -> int:
     # 5. pipeline on a mixed trace (95% data, 5% CM, 1% CE)
     trace = mixed_trace(20000)
     def run_pipe():
-        p = Pipeline(PipelineConfig())
+        p = Pipeline()
         for port, f in trace:
             p.process(port, f, 0)
     med, spread = fmt_rate(measure(run_pipe, len(trace), reps))
@@ -249,13 +252,13 @@ def main(argv=None) -> int:
     row("pipeline, mixed trace 95% data / 5% CM / 1% CE, per packet (pkt/s)", med, "pkt/s", "1,000,000", f"spread {spread}")
     items = [(port, f, 0) for port, f in trace]
     def run_pipe_batch():
-        Pipeline(PipelineConfig()).process_batch(items)
+        Pipeline().process_batch(items)
     med, spread = fmt_rate(measure(run_pipe_batch, len(trace), reps))
     row("pipeline, same trace, process_batch: list of per-packet results (pkt/s)", med, "pkt/s", "1,000,000",
         f"spread {spread}")
 
     def run_pipe_arrays():
-        Pipeline(PipelineConfig()).process_batch_arrays(items)
+        Pipeline().process_batch_arrays(items)
     med, spread = fmt_rate(measure(run_pipe_arrays, len(trace), reps))
     batch_rate = float(med.replace(",", ""))
     row("pipeline, same trace, process_batch_arrays: egress array + special cases (pkt/s)", med, "pkt/s",

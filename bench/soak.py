@@ -15,7 +15,8 @@ import random
 import sys
 import time
 
-from ctcm.pipeline import Pipeline, PipelineConfig
+from ctcm.config import Config
+from ctcm.pipeline import Pipeline
 from ctcm.randgen import RandomParams, generate
 
 
@@ -34,7 +35,7 @@ def soak(mode: str, packets: int, seed: int, rows: list) -> bool:
     # identities come back after their TIMEWAIT, so state must stay bounded.
     pool = generate(RandomParams(seed=seed, packets=200_000, connections=4000, concurrency=400,
                                  malformed=0.01, non_roce=0.01))
-    pipe = Pipeline(PipelineConfig(mode=mode, timewait_us=1000))
+    pipe = Pipeline(Config(mode=mode, timewait_us=1000))
     t0 = time.perf_counter()
     n = 0
     rnd = 0

@@ -53,6 +53,7 @@ def _yaml_head(vec: Vector) -> str:
         f"description: {_q(vec.description)}",
         f"options: {_flow(vec.options)}",
         f"ports: {_flow(vec.ports)}",
+        *([f"config: {_flow(vec.config)}"] if vec.config else []),
         "packets:",
     ]) + "\n"
 

@@ -46,6 +46,9 @@ class Vector:
     packets: list = field(default_factory=list)
     checkpoints: list = field(default_factory=list)
     final: dict = field(default_factory=dict)
+    #: the control-plane config the vector was made with (Config.to_dict(): the
+    #: base config with ``options`` and ``ports`` applied)
+    config: dict = field(default_factory=dict)
 
 
 def make_pipeline(options: dict, ports: dict) -> Pipeline:
@@ -60,7 +63,7 @@ def run_stimulus(name, description, options, ports, stimulus: list[Stimulus], ch
 
 def _run_stimulus(name, description, options, ports, stimulus, checkpoints, progress) -> Vector:
     pipe = make_pipeline(options, ports)
-    vec = Vector(name, description, dict(options), dict(ports))
+    vec = Vector(name, description, dict(options), dict(ports), config=pipe.config.to_dict())
     checkpoints = checkpoints or {}
     # Runs between checkpoints go through the pipeline in batches.
     bounds = sorted({0, len(stimulus), *(k for k in checkpoints if 0 <= k <= len(stimulus))})
