@@ -257,8 +257,6 @@ def entry() -> None:
     objects (a million-packet vector: over a second), which exiting makes
     unnecessary. ``python -m ctcm.cli`` and callers of :func:`main` exit the
     ordinary way."""
-    import os
-
     code = main()
     try:
         sys.stdout.flush()

@@ -19,6 +19,7 @@ paired one) whose bytes agree with it in at least half of the positions
 
 from __future__ import annotations
 
+import bisect
 import json
 import struct
 import sys
@@ -190,7 +191,6 @@ def _region(d, i: int) -> str:
 
 def _lis(seq: list[int]) -> set[int]:
     """Indices (into seq) of one longest strictly increasing subsequence."""
-    import bisect
 
     tails, tails_idx, prev = [], [], [-1] * len(seq)
     for i, x in enumerate(seq):

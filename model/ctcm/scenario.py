@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from dataclasses import fields as dc_fields
 
 from . import headers as H
-from .packet import OPCODE_RC_SEND_ONLY, build_cm, build_roce, ip_cm_private_data
+from .packet import OPCODE_RC_SEND_ONLY, build_cm, build_roce, ip_cm_private_data, ipv4_checksum
 from .spec import Geometry
 from .yamlsrc import Ctx, Map, SourceError, load_yaml_text, plain, read_text
 
@@ -323,14 +323,12 @@ def non_roce_frame(kind: str, index: int) -> bytes:
         return mac_b[:0] + b"\xff" * 6 + mac_a + b"\x08\x06" + body + bytes(18)
     if kind == "ipv4-udp":
         # A UDP datagram to port 4789 (VXLAN), which must not be taken for RoCE.
-        from .packet import ipv4_checksum
         udp = H.UDP.encode(sport=1000 + index % 60000, dport=4789, length=8 + 32)
         ip = bytearray(H.IPV4.encode(version=4, ihl=5, total_length=20 + 40, ttl=64, protocol=17,
                                      src="10.9.9.1", dst="10.9.9.2", flags=2))
         ip[10:12] = ipv4_checksum(ip).to_bytes(2, "big")
         return mac_b + mac_a + b"\x08\x00" + bytes(ip) + udp + bytes(32)
     if kind == "ipv4-tcp":
-        from .packet import ipv4_checksum
         ip = bytearray(H.IPV4.encode(version=4, ihl=5, total_length=40, ttl=64, protocol=6,
                                      src="10.9.9.1", dst="10.9.9.2", flags=2))
         ip[10:12] = ipv4_checksum(ip).to_bytes(2, "big")

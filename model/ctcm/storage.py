@@ -18,8 +18,11 @@ Python object per connection. The FLOW table holds slot numbers only: its key
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from array import array
+
+import numpy as np
 
 from . import machine, spec
 from .spec import Geometry
@@ -144,14 +147,10 @@ def numba_available() -> bool:
     by ``CTCM_KERNEL=0``. numba itself is imported on the first compile."""
     if os.environ.get("CTCM_KERNEL", "1") == "0":
         return False
-    import importlib.util
-
     return importlib.util.find_spec("numba") is not None
 
 
 def _crc_table():
-    import numpy as np
-
     t = np.zeros(256, np.uint32)
     for n in range(256):
         c = n
@@ -242,10 +241,9 @@ _COMPILED = None
 def compiled():
     """The p4 machine compiled by numba (once per process; numba caches it on
     disk): a namespace with ``track_batch`` and the rest."""
-    global _COMPILED, np, CRC_TABLE
+    global _COMPILED, CRC_TABLE
     if _COMPILED is None:
-        import numba
-        import numpy as np
+        import numba  # optional (the 'fast' extra): imported on the first compile
 
         CRC_TABLE = _crc_table()
         opts = dict(cache=True, nogil=True)

@@ -30,9 +30,12 @@ from __future__ import annotations
 import ipaddress
 from array import array
 
+import numpy as np
+
 from . import headers as H
 from . import machine as M
 from . import storage, spec
+from .batch import Scratch
 from .cmfields import cm_fields, cm_fields_batch
 from .gcpause import gc_paused
 from .packet import CM, classify
@@ -237,8 +240,6 @@ class Tracker:
         times = [now_us] * n if isinstance(now_us, int) else list(now_us)
         out: list[Event | None] = [None] * n
         if self._scratch is None:
-            from .batch import Scratch
-
             self._scratch = Scratch()
         f = cm_fields_batch(frames, dirs, self._scratch)
         k = len(f.index)
@@ -258,8 +259,6 @@ class Tracker:
 
     def _track_compiled(self, f, idx, dirs, times, out) -> None:
         """The machine compiled by numba over the whole batch; events as :meth:`track` makes them."""
-        import numpy as np
-
         k = len(idx)
         d = np.fromiter(map(dirs.__getitem__, idx), np.int64, k)
         t = np.fromiter(map(times.__getitem__, idx), np.int64, k)
