@@ -333,7 +333,7 @@ def main(argv=None) -> int:
     else:
         run.log("cleanup checked: no namespace, interface or process left")
     ok = status == 0 and not interrupted and failed == 0 and ran > 0
-    word = "PASS" if ok else "FAIL"
+    word = "PASS" if ok else ("INTERRUPTED" if interrupted else "FAIL")
     wall = getattr(run, "wall", 0.0)
     run.log(f"{word}: {ran} tests, {ran - failed - skipped} passed, {failed} failed, {skipped} skipped "
             f"in {wall:.1f} s")

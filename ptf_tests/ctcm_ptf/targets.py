@@ -320,12 +320,26 @@ class Bmv2Target:
 # --- device ---------------------------------------------------------------------------
 
 class DeviceTarget:
-    """A device already wired to this machine: nothing to start or program."""
+    """A device already wired to this machine: nothing is started.
+
+    Its control plane is the user's: optional shell hooks (environment) run
+    between tests. ``CTCM_DEVICE_CONFIGURE``: gets the test's config as JSON
+    (Config.to_dict()) on stdin; ``CTCM_DEVICE_RESET``: clears the device's
+    state and counters; ``CTCM_DEVICE_COUNTERS``: prints {key: value} JSON
+    (keys as in the model's snapshot). Without the hooks, tests that need other
+    TIMEWAIT/pacing than p4/config.yaml are skipped, state is not cleared
+    between tests and counters are not compared."""
 
     name = "device"
 
     def __init__(self, *a, **kw):
-        pass
+        self.hooks = {k: os.environ.get(f"CTCM_DEVICE_{k.upper()}") for k in ("configure", "reset", "counters")}
+
+    def _hook(self, what: str, stdin: str = "") -> str:
+        r = subprocess.run(self.hooks[what], shell=True, input=stdin, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise TargetError(f"CTCM_DEVICE_{what.upper()} failed ({r.returncode}): {r.stderr.strip()[-300:]}")
+        return r.stdout
 
     def start(self, cfg, tag: str = "") -> None:
         pass
@@ -339,14 +353,22 @@ class DeviceTarget:
     def params(self) -> dict:
         return {"target": "device"}
 
+    @property
+    def configurable(self) -> bool:
+        return bool(self.hooks["configure"])
+
     def configure(self, cfg) -> None:
-        pass
+        if self.hooks["configure"]:
+            self._hook("configure", json.dumps(cfg.to_dict()))
 
     def reset(self) -> None:
-        pass
+        if self.hooks["reset"]:
+            self._hook("reset")
 
     def counters(self):
-        return None
+        if not self.hooks["counters"]:
+            return None
+        return {k: int(v) for k, v in json.loads(self._hook("counters")).items()}
 
 
 TARGETS = {"model": ModelTarget, "bmv2": Bmv2Target, "device": DeviceTarget}
