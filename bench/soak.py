@@ -17,7 +17,7 @@ import time
 
 from ctcm.config import Config
 from ctcm.pipeline import Pipeline
-from ctcm.randgen import RandomParams, generate
+from ctcm.traffic import damage, protocol_traffic
 
 
 def rss_mb() -> float:
@@ -33,8 +33,7 @@ def soak(mode: str, packets: int, seed: int, rows: list) -> bool:
     # A pool of realistic traffic (with its own connection churn), replayed
     # round after round later in model time, with random damage: the same
     # identities come back after their TIMEWAIT, so state must stay bounded.
-    pool = generate(RandomParams(seed=seed, packets=200_000, connections=4000, concurrency=400,
-                                 malformed=0.01, non_roce=0.01))
+    pool = protocol_traffic(seed, 200_000, connections=4000, concurrency=400, malformed=0.01, non_roce=0.01)
     pipe = Pipeline(Config(mode=mode, timewait_us=1000))
     t0 = time.perf_counter()
     n = 0
@@ -45,18 +44,8 @@ def soak(mode: str, packets: int, seed: int, rows: list) -> bool:
     while n < packets:
         rnd += 1
         base_t = rnd * 100_000_000
-        for s in pool:
-            f = s.frame
-            x = r.random()
-            if x < 0.01:
-                b = bytearray(f)
-                b[r.randrange(len(b))] ^= 1 << r.randrange(8)
-                f = bytes(b)
-            elif x < 0.015:
-                f = f[: r.randrange(len(f))]
-            elif x < 0.02:
-                f = r.randbytes(r.randrange(0, 400))
-            pipe.process(s.port, f, base_t + s.t_us)
+        for port, f, t in damage(pool, r.getrandbits(32), flip=0.01, truncate=0.005, junk=0.005):
+            pipe.process(port, f, base_t + t)
             n += 1
             if n % 1_000_000 == 0:
                 c = pipe.counters

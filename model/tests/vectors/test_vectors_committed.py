@@ -7,7 +7,7 @@ import pytest
 
 from ctcm.vectorcli import build_file
 
-ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "..")
 SCENARIOS = sorted(glob.glob(os.path.join(ROOT, "vectors", "scenarios", "*.yaml")))
 
 

@@ -5,15 +5,14 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
 from ctcm import headers as H
 from ctcm.cli import main
-from ctcm.oracle import compare, compare_outputs, load_expected, load_observed
+from ctcm.oracle import compare, compare_outputs, load_expected
 from ctcm.packet import classify
 from ctcm.pcapio import write_pcapng
 
-ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "..")
 VEC = os.path.join(ROOT, "vectors")
 
 

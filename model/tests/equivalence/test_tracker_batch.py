@@ -2,38 +2,25 @@
 the events, counters and tables of Tracker.process called frame by frame,
 which is the reference."""
 
-import random
 
 import pytest
 
 from ctcm.packet import build_cm
-from ctcm.randgen import RandomParams, generate
+from ctcm.traffic import damage, protocol_traffic
 from ctcm.tracker import FROM_HOST, FROM_NET, Geometry, Tracker
 
 
 def traffic(seed, n=3000, **kw):
-    p = RandomParams(seed=seed, packets=n, connections=60, concurrency=15, mra=0.2, reject=0.1, loss=0.05,
-                     retransmit=0.05, ipv6=0.4, malformed=0.02, non_roce=0.02, duration_us=20_000, **kw)
-    return [((FROM_HOST if s.port == 1 else FROM_NET), s.frame, s.t_us) for s in generate(p)]
+    p = dict(connections=60, concurrency=15, mra=0.2, reject=0.1, loss=0.05, retransmit=0.05, ipv6=0.4,
+             malformed=0.02, non_roce=0.02, duration_us=20_000, **kw)
+    return [((FROM_HOST if port == 1 else FROM_NET), f, t) for port, f, t in protocol_traffic(seed, n, **p)]
 
 
 def mutate(items, seed):
     """Bit flips in CM-looking frames (changed IDs, attributes, versions), truncations, and
     frames sent the wrong way."""
-    r = random.Random(seed)
-    out = []
-    for d, f, t in items:
-        x = r.random()
-        if x < 0.05:
-            b = bytearray(f)
-            b[r.randrange(len(b))] ^= 1 << r.randrange(8)
-            f = bytes(b)
-        elif x < 0.07:
-            f = f[: r.randrange(len(f) + 1)]
-        elif x < 0.09:
-            d = FROM_NET if d == FROM_HOST else FROM_HOST
-        out.append((d, f, t))
-    return out
+    return damage(items, seed, flip=0.05, truncate=0.02, swap=0.02,
+                  swap_to=lambda d: FROM_NET if d == FROM_HOST else FROM_HOST)
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ from ctcm.packet import CM, MALFORMED, classify
 
 from conftest import require_tool
 
-VEC = os.path.join(os.path.dirname(__file__), "..", "..", "vectors")
+VEC = os.path.join(os.path.dirname(__file__), "..", "..", "..", "vectors")
 VECTORS = sorted(p for p in glob.glob(os.path.join(VEC, "*.yaml")))
 FIELDS = ["frame.number", "_ws.malformed", "infiniband.mad.attributeid", "infiniband.bth.opcode",
           "infiniband.bth.destqp", "infiniband.cm.req", "infiniband.cm.rep", "infiniband.cm.rep.remotecommid",

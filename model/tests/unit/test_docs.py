@@ -4,10 +4,9 @@ import os
 import shutil
 import subprocess
 
-from ctcm import headers as H
 from ctcm.docsgen import docs_with_table, transitions_dot
 
-DOCS = os.path.join(os.path.dirname(__file__), "..", "..", "docs")
+DOCS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "docs")
 
 
 def test_state_diagram_is_current():

@@ -1,7 +1,7 @@
 """Pipeline model: forwarding, CM tracking by port, CNPs checked against scapy, pacing."""
 
 import pytest
-from scapy.contrib.roce import BTH, CNPPadding, cnp as scapy_cnp
+from scapy.contrib.roce import cnp as scapy_cnp
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1Q, Ether

@@ -1,6 +1,5 @@
 """classify/decode never raise and answer sensibly on damaged input."""
 
-import random
 
 import pytest
 from hypothesis import given, settings, strategies as st

@@ -9,10 +9,10 @@ import random
 from hypothesis import given, settings, strategies as st
 
 from ctcm import headers as H
-from ctcm.icrc import icrc
 from ctcm.packet import CM, MALFORMED, build_cm, build_roce, classify, decode, summarize
 from ctcm.pipeline import Pipeline
 from ctcm.config import Config
+from ctcm.traffic import mutate_fields
 from ctcm.spec import Geometry, Result
 
 HOST, PEER = "10.0.0.1", "10.0.0.2"
@@ -44,61 +44,13 @@ def _frames():
 SEEDS = _frames()
 
 
-def _layers(frame):
-    """(Header, offset) of every header classify() located in ``frame``."""
-    p = classify(frame)
-    out = [(H.ETHERNET, 0)]
-    if frame[12:14] == b"\x81\x00":
-        out.append((H.VLAN, 14))
-    if p.l3 >= 0:
-        out.append((H.IPV4 if p.ip_version == 4 else H.IPV6, p.l3))
-    if p.l4 >= 0:
-        out.append((H.UDP, p.l4))
-    if p.bth >= 0:
-        out += [(H.BTH, p.bth), (H.DETH, p.bth + H.BTH.length)]
-    if p.mad >= 0:
-        out.append((H.MAD, p.mad))
-        body = H.CM_MESSAGES.get(p.attr_id)
-        if body is not None:
-            out.append((body, p.mad + H.MAD.length))
-    return [(h, o) for h, o in out if o + h.length <= len(frame)]
-
-
-def mutate(frame: bytes, r: random.Random) -> bytes:
-    f = bytearray(frame)
-    for _ in range(r.choice((1, 1, 1, 2, 3))):
-        op = r.random()
-        layers = _layers(bytes(f))
-        if op < 0.5 and layers:
-            header, off = r.choice(layers)
-            field = r.choice(header.fields)
-            if field.is_bytes:
-                value = r.randbytes(field.width // 8)
-            else:
-                # edge values are where length and version checks live
-                value = r.choice((0, 1, field.mask, field.mask - 1, r.randrange(field.mask + 1)))
-            header.encode_into(f, off, {field.name: value})
-        elif op < 0.65:
-            f += r.randbytes(r.randrange(1, 300))  # extension
-        elif op < 0.8 and f:
-            del f[r.randrange(len(f)):]  # truncation
-        elif f:
-            i = r.randrange(len(f))
-            f[i] ^= 1 << r.randrange(8)
-    p = classify(bytes(f))
-    if p.end >= 0 and p.end + 4 <= len(f) and r.random() < 0.5:
-        # a sender that damaged its own fields: the ICRC is right for them
-        f[p.end : p.end + 4] = icrc(f, p.l3, p.end).to_bytes(4, "little")
-    return bytes(f)
-
-
 def traffic(seed: int, n: int):
     r = random.Random(seed)
     out = []
     for t in range(n):
         f = r.choice(SEEDS)
         if r.random() < 0.6:
-            f = mutate(f, r)
+            f = mutate_fields(f, r)
         out.append((r.choice((1, 1, 2, 2, 3)), f, t * r.choice((1, 10, 400))))
     return out
 
@@ -110,7 +62,7 @@ SMALL = Geometry(active_buckets=2, active_ways=2, passive_buckets=2, passive_way
 @given(st.integers(0, 2**32))
 def test_mutated_frames_classify_and_decode(seed):
     r = random.Random(seed)
-    f = mutate(r.choice(SEEDS), r)
+    f = mutate_fields(r.choice(SEEDS), r)
     p = classify(f)
     d = decode(f)
     assert d.parsed == p

@@ -13,7 +13,8 @@ from hypothesis import given, settings, strategies as st
 
 from ctcm import storage
 from ctcm.packet import build_cm
-from ctcm.randgen import RandomParams, generate
+from ctcm.traffic import damage as shared_damage
+from ctcm.traffic import protocol_traffic
 from ctcm.spec import Geometry
 from ctcm.tracker import FROM_HOST, FROM_NET, Tracker
 
@@ -30,27 +31,18 @@ def compiled(monkeypatch):
 
 
 def traffic(seed, n=2500, **kw):
-    p = dict(seed=seed, packets=n, connections=80, concurrency=20, mra=0.2, reject=0.1, loss=0.05,
-             retransmit=0.08, ipv6=0.4, malformed=0.02, non_roce=0.02, duration_us=20_000)
+    p = dict(connections=80, concurrency=20, mra=0.2, reject=0.1, loss=0.05, retransmit=0.08, ipv6=0.4,
+             malformed=0.02, non_roce=0.02, duration_us=20_000)
     p.update(kw)
-    return [((FROM_HOST if s.port == 1 else FROM_NET), s.frame, s.t_us) for s in generate(RandomParams(**p))]
+    return [((FROM_HOST if port == 1 else FROM_NET), f, t) for port, f, t in protocol_traffic(seed, n, **p)]
 
 
 def damage(items, seed, rate=0.1):
-    r = random.Random(seed)
-    out = []
-    for d, f, t in items:
-        x = r.random()
-        if x < rate / 2:
-            b = bytearray(f)
-            b[r.randrange(len(b))] ^= 1 << r.randrange(8)
-            f = bytes(b)
-        elif x < rate * 0.7:
-            f = f[: r.randrange(len(f) + 1)]
-        elif x < rate:
-            d = FROM_NET if d == FROM_HOST else FROM_HOST
-        out.append((d, f, t))
-    return out
+    return shared_damage(items, seed, flip=rate / 2, truncate=rate * 0.2, swap=rate * 0.3, swap_to=_other)
+
+
+def _other(d):
+    return FROM_NET if d == FROM_HOST else FROM_HOST
 
 
 def same(items, geometry, timewait_us=500, chunk=None):

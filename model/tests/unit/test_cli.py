@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-VEC = os.path.join(os.path.dirname(__file__), "..", "..", "vectors")
+VEC = os.path.join(os.path.dirname(__file__), "..", "..", "..", "vectors")
 
 
 def ctcm(*args, cwd=None):
