@@ -43,7 +43,7 @@ from ctcm.packet import decode
 from ctcm.scenario import compile_scenario, parse_scenario
 from ctcm.vectors import run_stimulus
 
-from .modelutil import make_pipeline, config_for, dest_qpn, flip_cnp_qpn, is_cnp
+from .modelutil import IPV6_UNREADABLE, conn_key, make_pipeline, config_for, dest_qpn, flip_cnp_qpn, is_cnp
 from .targets import attach
 
 log = logging.getLogger("ctcm")
@@ -241,7 +241,8 @@ class CtcmTest(BaseTest):
         return run_stimulus(sc.name, sc.description, sc.options, sc.ports, stim, cps)
 
     # -- replay ----------------------------------------------------------------------------
-    def replay(self, steps: list[Step], final_counters: dict | None, name: str) -> ReplayResult:
+    def replay(self, steps: list[Step], final_counters: dict | None, name: str,
+               final_connections: list | None = None) -> ReplayResult:
         """Send every step (keeping the vector's time), compare each stimulus' outputs
         and then the counters; fails the test with the oracle's report."""
         if self.corrupt:
@@ -306,6 +307,26 @@ class CtcmTest(BaseTest):
                                      f"{after[k] - (before or {}).get(k, 0)}")
         elif final_counters is not None:
             log.info("%s: the target has no counters to read: counter comparison skipped", name)
+        conn_diffs = []
+        if final_connections is not None and not skipped:
+            got_conns = self.target.connections()
+            if got_conns is None:
+                log.info("%s: the target's connection table cannot be read: not compared", name)
+            else:
+                if any(r["remote_ip"] == IPV6_UNREADABLE for r in got_conns):
+                    final_connections = [dict(r, remote_ip=IPV6_UNREADABLE) if ":" in str(r["remote_ip"]) else r
+                                         for r in final_connections]
+                    log.info("%s: IPv6 remote IPs are not readable from this target: compared without them", name)
+                want = sorted(map(conn_key, final_connections))
+                have = sorted(map(conn_key, got_conns))
+                if want != have:
+                    w, h = list(want), list(have)
+                    for k in list(w):
+                        if k in h:
+                            w.remove(k)
+                            h.remove(k)
+                    conn_diffs = ([f"  missing: {' '.join(k)}" for k in w[:MAX_SHOWN]] +
+                                  [f"  extra:   {' '.join(k)}" for k in h[:MAX_SHOWN]])
         msg = (f"{name}: {len(steps)} stimuli in {res.seconds:.2f} s ({res.rate:.0f} pkt/s), "
                f"latest send {res.max_late_ms:.1f} ms after its time")
         log.info(msg)
@@ -322,13 +343,18 @@ class CtcmTest(BaseTest):
         if counter_diffs:
             problems.append("counters differ from the model's final counters:")
             problems += counter_diffs
+        if conn_diffs:
+            problems.append("connection table differs from the model's final connections "
+                            "(opened_by state local_id remote_ip remote_id local_qpn remote_qpn flow):")
+            problems += conn_diffs
         if problems:
             self.fail(msg + "\n" + "\n".join(problems))
         return res
 
     def replay_vector(self, vec, name: str | None = None) -> ReplayResult:
         """Replay a model run (:meth:`model`) and compare with it."""
-        return self.replay(steps_from_vector(vec), vec.final.get("counters"), name or type(self).__name__)
+        return self.replay(steps_from_vector(vec), vec.final.get("counters"), name or type(self).__name__,
+                           vec.final.get("connections"))
 
     def _record_rate(self, name: str, res: ReplayResult) -> None:
         d = self.ctcm.get("logdir")

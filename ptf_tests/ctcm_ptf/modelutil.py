@@ -84,3 +84,34 @@ def dest_qpn(frame: bytes) -> int:
     """BTH destination QPN of a RoCE frame."""
     p = classify(frame)
     return int.from_bytes(frame[p.bth + 5:p.bth + 8], "big")
+
+
+#: What a remote IP that a target cannot report reads as (bmv2's Thrift API reads
+#: registers as i64: a 128-bit IPv6 address above 2^63 comes back saturated).
+IPV6_UNREADABLE = "(IPv6: not readable)"
+
+
+def conn_row(state: int, flags: int, lid: int, rid: int, lqpn: int, rqpn: int, ip16: bytes) -> dict:
+    """One connection as the model's snapshot shows it, without ``since_us`` (the
+    target's clock is not the vector's)."""
+    import ipaddress
+
+    from ctcm.spec import Flag, State
+
+    a = ipaddress.IPv6Address(bytes(ip16)) if ip16 is not None else IPV6_UNREADABLE
+    return {
+        "opened_by": "network" if flags & Flag.PASSIVE else "host",
+        "state": State(state).name,
+        "local_comm_id": f"{lid:#010x}" if flags & Flag.LID else "-",
+        "remote_ip": a if ip16 is None else str(a.ipv4_mapped or a),
+        "remote_comm_id": f"{rid:#010x}" if flags & Flag.RID else "-",
+        "local_qpn": f"{lqpn:#08x}",
+        "remote_qpn": f"{rqpn:#08x}",
+        "flow": bool(flags & Flag.FLOW),
+    }
+
+
+def conn_key(row: dict) -> tuple:
+    """A snapshot connection row as a comparable tuple (``since_us`` left out)."""
+    return tuple(str(row.get(k)) for k in ("opened_by", "state", "local_comm_id", "remote_ip", "remote_comm_id",
+                                            "local_qpn", "remote_qpn", "flow"))

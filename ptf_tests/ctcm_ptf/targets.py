@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from .modelutil import REPO, counter_keys
+from .modelutil import REPO, conn_row, counter_keys
 
 # Names in the P4 program (p4/README.md: the control-plane contract).
 PORT_MAP = "CtcmIngress.port_map"
@@ -34,6 +34,8 @@ SET_PEER = "CtcmIngress.set_peer"
 OPTIONS = "CtcmIngress.options"
 SET_OPTIONS = "CtcmIngress.set_options"
 COUNTERS = "CtcmIngress.ctcm_counters"
+#: The tracker's per-slot register arrays (state first).
+CONN_FIELDS = ("conn_state", "conn_flags", "conn_lid", "conn_rid", "conn_lqpn", "conn_rqpn", "conn_ip")
 
 
 class TargetError(Exception):
@@ -135,6 +137,9 @@ class ModelTarget:
     def counters(self) -> dict[str, int] | None:
         return self._call({"cmd": "counters"})["counters"]
 
+    def connections(self) -> list[dict]:
+        return self._call({"cmd": "snapshot"})["snapshot"]["connections"]
+
 
 # --- bmv2 -----------------------------------------------------------------------------
 
@@ -158,6 +163,11 @@ def bmv2_python_dir() -> str | None:
 
 def json_path(tag: str) -> str:
     return os.path.join(REPO, "build", "p4", tag, "ctcm.json")
+
+
+def _ip16(v: int) -> bytes | None:
+    """A bit<128> register value read over Thrift (an i64: saturated when larger)."""
+    return None if v >= (1 << 63) - 1 or v < 0 else int(v).to_bytes(16, "big")
 
 
 def _int_bytes(v: int, bits: int) -> bytes:
@@ -316,6 +326,26 @@ class Bmv2Target:
         self._connect()
         return list(self._client.bm_register_read_all(0, name))
 
+    def connections(self) -> list[dict] | None:
+        """The connection table read back from the tracker's register arrays
+        (one per slot field, p4/include/tracker.p4); None when the program has no
+        such arrays."""
+        self._connect()
+        names = {}
+        for field in CONN_FIELDS:
+            found = [r for r in self.p4info()["registers"] if r == field or r.endswith("." + field)]
+            if len(found) != 1:
+                return None
+            names[field] = found[0]
+        states = self.register(names["conn_state"])
+        rows = []
+        for i, st in enumerate(states):
+            if st:
+                v = {f: self._client.bm_register_read(0, names[f], i) for f in CONN_FIELDS[1:]}
+                rows.append(conn_row(st, v["conn_flags"], v["conn_lid"], v["conn_rid"], v["conn_lqpn"],
+                                     v["conn_rqpn"], _ip16(v["conn_ip"])))
+        return rows
+
 
 # --- device ---------------------------------------------------------------------------
 
@@ -364,6 +394,9 @@ class DeviceTarget:
     def reset(self) -> None:
         if self.hooks["reset"]:
             self._hook("reset")
+
+    def connections(self):
+        return None
 
     def counters(self):
         if not self.hooks["counters"]:

@@ -41,7 +41,8 @@ class VectorReplay(CtcmTest):
         with open(self.path, encoding="utf-8") as f:
             doc = yaml.load(f, Loader=_Loader)
         steps = steps_from_vector_doc(doc)
-        self.replay(steps, doc.get("final", {}).get("counters"), f"vector {doc['name']}")
+        final = doc.get("final") or {}
+        self.replay(steps, final.get("counters"), f"vector {doc['name']}", final.get("connections"))
 
 
 def _vector_files() -> list[str]:
