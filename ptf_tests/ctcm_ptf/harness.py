@@ -102,6 +102,7 @@ class Run:
         self.target = None
         self.results = []  # (tag, ran, failures, errors, skipped, seconds)
         self.names: list[str] = []
+        self.files: list[str] = []  # files outside build/ the targets made
 
     def log(self, msg: str) -> None:
         print(f"[ptf {self.target_name}] {msg}", flush=True)
@@ -130,6 +131,7 @@ class Run:
     def cleanup(self) -> list[str]:
         """Stop everything we started, delete the namespace; returns what is left."""
         if self.target is not None:
+            self.files += getattr(self.target, "files", lambda: [])()
             try:
                 self.target.stop()
             except Exception as e:
@@ -169,6 +171,9 @@ class Run:
             for n in self.names:
                 if re.search(rf"^\d+: {n}[@:]", links, re.M):
                     left.append(f"interface {n}")
+        for f in self.files:
+            if os.path.exists(f):
+                left.append(f"file {f}")
         pids = [p.pid for p in self.procs] + (self.target.pids() if self.target else [])
         for pid in pids:
             try:
@@ -255,6 +260,7 @@ class Run:
                 p.wait()
             self.procs.remove(p)
             self.target.stop()
+            self.files += getattr(self.target, "files", lambda: [])()
             self.target = None
             res = self.parse(text)
             self.results.append((tag, *res, time.monotonic() - t0))

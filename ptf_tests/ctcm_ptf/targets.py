@@ -199,7 +199,10 @@ class Bmv2Target:
         if not shutil.which("simple_switch"):
             raise TargetError("simple_switch is not on PATH (install bmv2; see README)")
         os.makedirs(self.logdir, exist_ok=True)
-        cmd = ["simple_switch", "--thrift-port", str(self.thrift_port), "--device-id", "0"]
+        # The Thrift port is private to the namespace; the device id names the switch's
+        # notification socket in /tmp: unique, so runs never share one.
+        self.device_id = 100 + os.getpid() % 30000
+        cmd = ["simple_switch", "--thrift-port", str(self.thrift_port), "--device-id", str(self.device_id)]
         for p, ifname in sorted(self.ports.items()):
             cmd += ["-i", f"{p}@{ifname}"]
         level = os.environ.get("CTCM_PTF_SWITCH_LOG", "")
@@ -233,6 +236,16 @@ class Bmv2Target:
         self.close()
         _kill_group(self.proc)
         self.proc = None
+        if getattr(self, "device_id", None) is not None:
+            try:  # the notification socket simple_switch leaves in /tmp
+                os.unlink(self.files()[0])
+            except FileNotFoundError:
+                pass
+
+    def files(self) -> list[str]:
+        """Files outside build/ this target creates (the harness checks they are gone)."""
+        did = getattr(self, "device_id", None)
+        return [f"/tmp/bmv2-{did}-notifications.ipc"] if did is not None else []
 
     def pids(self) -> list[int]:
         return [self.proc.pid] if self.proc else []
