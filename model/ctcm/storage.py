@@ -160,14 +160,38 @@ def _crc_table():
     return t
 
 
-# Byte-level primitives for numba (no bytes objects there): the same keys as
-# spec.active_key / passive_key / flow_key (KEY_LAYOUTS), CRC-32 by table.
+# Byte-level primitives for numba (no bytes objects there): CRC-32 by table
+# over the same key bytes as spec.active_key / passive_key / flow_key
+# (KEY_LAYOUTS), fed field by field (no key buffer).
+
+def _nb_crc_byte(c, b):
+    return CRC_TABLE[(c ^ b) & 0xFF] ^ (c >> np.uint32(8))
+
+
+def _nb_crc_int(c, v, nbytes):
+    """CRC-32 state c over the nbytes big-endian bytes of v."""
+    for j in range(nbytes):
+        c = _nb_crc_byte(c, (v >> (8 * (nbytes - 1 - j))) & 0xFF)
+    return c
+
+
+def _nb_crc_ip(c, ip, off):
+    """CRC-32 state c over the 16 bytes ip[off:off + 16]."""
+    for j in range(16):
+        c = _nb_crc_byte(c, ip[off + j])
+    return c
+
+
+def _nb_crc_end(c):
+    return np.int64(c ^ np.uint32(0xFFFFFFFF))
+
 
 def _nb_crc(key, n):
+    """CRC-32 of key[:n] (zlib's), by table."""
     c = np.uint32(0xFFFFFFFF)
     for j in range(n):
-        c = CRC_TABLE[(c ^ key[j]) & 0xFF] ^ (c >> np.uint32(8))
-    return np.int64(c ^ np.uint32(0xFFFFFFFF))
+        c = _nb_crc_byte(c, key[j])
+    return _nb_crc_end(c)
 
 
 def _nb_ip_eq(ip, i, ip16):
@@ -197,28 +221,18 @@ def _nb_slot_ip_eq(ip, a, b):
 
 
 def _nb_active_base(G, host_id):
-    key = np.empty(4, np.uint8)
-    for j in range(4):
-        key[j] = (host_id >> (24 - 8 * j)) & 0xFF
-    return (_nb_crc(key, 4) & G[0]) * G[1]
+    c = _nb_crc_int(np.uint32(0xFFFFFFFF), host_id, 4)
+    return (_nb_crc_end(c) & G[0]) * G[1]
 
 
 def _nb_passive_base(G, ip16, remote_id):
-    key = np.empty(20, np.uint8)
-    for j in range(16):
-        key[j] = ip16[j]
-    for j in range(4):
-        key[16 + j] = (remote_id >> (24 - 8 * j)) & 0xFF
-    return G[4] + (_nb_crc(key, 20) & G[2]) * G[3]
+    c = _nb_crc_int(_nb_crc_ip(np.uint32(0xFFFFFFFF), ip16, 0), remote_id, 4)
+    return G[4] + (_nb_crc_end(c) & G[2]) * G[3]
 
 
 def _nb_flow_key_base(G, ip, off, qpn):
-    key = np.empty(19, np.uint8)
-    for j in range(16):
-        key[j] = ip[off + j]
-    for j in range(3):
-        key[16 + j] = (qpn >> (16 - 8 * j)) & 0xFF
-    return (_nb_crc(key, 19) & G[5]) * G[6]
+    c = _nb_crc_int(_nb_crc_ip(np.uint32(0xFFFFFFFF), ip, off), qpn, 3)
+    return (_nb_crc_end(c) & G[5]) * G[6]
 
 
 def _nb_flow_base(T, G, i):
@@ -248,9 +262,9 @@ def compiled():
         CRC_TABLE = _crc_table()
         opts = dict(cache=True, nogil=True)
         helpers = {}
-        for name in ("_nb_crc", "_nb_ip_eq", "_nb_ip_word", "_nb_ip_set", "_nb_slot_ip_eq", "_nb_active_base", "_nb_passive_base",
+        for name in ("_nb_crc_byte", "_nb_crc_int", "_nb_crc_ip", "_nb_crc_end", "_nb_crc", "_nb_ip_eq", "_nb_ip_word", "_nb_ip_set", "_nb_slot_ip_eq", "_nb_active_base", "_nb_passive_base",
                      "_nb_flow_key_base", "_nb_flow_base", "_nb_flow_find"):
-            helpers[name] = numba.njit(**opts)(globals()[name])
+            helpers[name] = numba.njit(inline="always", **opts)(globals()[name])
             globals()[name] = helpers[name]
         b = machine.bind({
             "ip_eq": helpers["_nb_ip_eq"], "ip_word": helpers["_nb_ip_word"], "ip_set": helpers["_nb_ip_set"], "slot_ip_eq": helpers["_nb_slot_ip_eq"],
@@ -260,8 +274,8 @@ def compiled():
             "COUNTER_OF_ATTR": np.array(machine.COUNTER_OF_ATTR, np.int64),
         })
         g = b.globals
-        for name in machine.FUNCTIONS:
+        for name in machine.FUNCTIONS:  # inlined into track_batch: no call overhead per message
             if not isinstance(g[name], numba.core.registry.CPUDispatcher):
-                g[name] = numba.njit(**opts)(g[name])
+                g[name] = numba.njit(**({} if name == "track_batch" else {"inline": "always"}), **opts)(g[name])
         _COMPILED = type(b)(**{n: g[n] for n in machine.FUNCTIONS})
     return _COMPILED

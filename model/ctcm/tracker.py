@@ -49,6 +49,11 @@ _STATES = tuple(State)
 _MSG_LABELS = tuple(m.label for m in Msg)
 _RESULT_LABELS = tuple(r.label for r in Result)
 _V4 = spec.V4_MAPPED_PREFIX
+_DIRECTIONS = {int(d): d for d in Direction}
+_R_IGNORED, _IP_SLOT, _IP_MSG, _GONE_CODE, _E_IP0 = M.R_IGNORED, M.IP_SLOT, M.IP_MSG, M.GONE, M.E_IP0
+_GONE = Outcome.GONE
+assert (M.E_RES, M.E_MSG, M.E_OLD, M.E_NEW, M.E_LID, M.E_RID, M.E_IPSRC, M.E_SLOT, M.E_FLOW_ADDED, M.E_FLOW_REMOVED,
+        M.E_LQPN, M.E_RQPN) == tuple(range(M.E_IP0))
 
 
 def normalize_ip(ip) -> bytes:
@@ -135,8 +140,8 @@ class Tracker:
         self.mode = mode
         self.timewait_us = timewait_us
         self.geometry = geometry or Geometry()
-        self._counters = array("q", bytes(8 * len(spec.Counter)))
-        self._ev = array("q", bytes(8 * M.E_SIZE))
+        self._counters = [0] * len(spec.Counter)  # indexed by spec.Counter (lists: the fastest in Python)
+        self._ev = [0] * M.E_SIZE  # the event record track() fills
         self.now = 0
         self._scratch = None  # classify_batch's reusable buffer (process_batch)
         self._init_tables()
@@ -190,7 +195,8 @@ class Tracker:
             parsed = classify(buf)
         if parsed.kind != CM:
             return None
-        direction = Direction(direction)
+        if direction.__class__ is not Direction:
+            direction = Direction(direction)
         return self.track(direction, *cm_fields(buf, parsed, direction), now_us)
 
     def track(self, direction, attr: int, peer_ip: bytes, msg_local: int, msg_remote: int, qpn: int, mraed: int,
@@ -204,23 +210,21 @@ class Tracker:
         return self._event(direction, attr, mraed, peer_ip, ev)
 
     def _event(self, d, attr, mraed, peer_ip, ev) -> Event:
-        res = ev[M.E_RES]
-        if res == M.R_IGNORED:
+        res, m, old, new, lid, rid, src, _slot, added, removed, lqpn, rqpn = ev[:_E_IP0]
+        if res == _R_IGNORED:
             return Event(d, _ignored_name(attr, mraed), "ignored")
-        old, new, lid, rid, src = ev[M.E_OLD], ev[M.E_NEW], ev[M.E_LID], ev[M.E_RID], ev[M.E_IPSRC]
-        if src == M.IP_SLOT:
-            ip = b"".join(ev[M.E_IP0 + w].to_bytes(4, "big") for w in range(4))
+        if src == _IP_SLOT:
+            ip = b"".join(w.to_bytes(4, "big") for w in ev[_E_IP0 : _E_IP0 + 4])
         else:
-            ip = peer_ip if src == M.IP_MSG else None
-        e = Event(d, _MSG_LABELS[ev[M.E_MSG]], _RESULT_LABELS[res],
-                  None if old < 0 else _STATES[old],
-                  Outcome.GONE if new == M.GONE else (None if new < 0 else _STATES[new]),
+            ip = peer_ip if src == _IP_MSG else None
+        e = Event(d, _MSG_LABELS[m], _RESULT_LABELS[res], None if old < 0 else _STATES[old],
+                  _GONE if new == _GONE_CODE else (None if new < 0 else _STATES[new]),
                   None if lid < 0 else lid, ip, None if rid < 0 else rid)
         # A flow added or removed is the matched connection's: its IP is the message's.
-        if ev[M.E_FLOW_ADDED]:
-            e.flow_added = (peer_ip, ev[M.E_RQPN], ev[M.E_LQPN])
-        if ev[M.E_FLOW_REMOVED]:
-            e.flow_removed = (peer_ip, ev[M.E_RQPN])
+        if added:
+            e.flow_added = (peer_ip, rqpn, lqpn)
+        if removed:
+            e.flow_removed = (peer_ip, rqpn)
         return e
 
     def process_batch(self, directions, frames, now_us=0) -> list[Event | None]:
@@ -236,7 +240,13 @@ class Tracker:
     def _process_batch(self, directions, frames, now_us) -> list[Event | None]:
         frames = list(frames)
         n = len(frames)
-        dirs = [Direction(directions)] * n if isinstance(directions, int) else list(map(Direction, directions))
+        if isinstance(directions, int):
+            dirs = [Direction(directions)] * n
+        else:
+            try:
+                dirs = [_DIRECTIONS[d] for d in directions]
+            except (KeyError, TypeError):
+                dirs = list(map(Direction, directions))  # the error names the bad value
         times = [now_us] * n if isinstance(now_us, int) else list(now_us)
         out: list[Event | None] = [None] * n
         if self._scratch is None:
@@ -264,9 +274,10 @@ class Tracker:
         t = np.fromiter(map(times.__getitem__, idx), np.int64, k)
         T = tuple(np.frombuffer(a, np.uint8 if not isinstance(a, array) else a.typecode) for a in self._T)
         evs = np.zeros((k, M.E_SIZE), np.int64)
-        counters = np.frombuffer(self._counters, np.int64)
+        counters = np.array(self._counters, np.int64)
         storage.compiled().track_batch(T, self._G, d, f.attr, f.ip, f.local_id, f.remote_id, f.qpn, f.mraed, t,
                                        self.timewait_us, counters, evs)
+        self._counters[:] = counters.tolist()
         self.now = int(t[-1])
         ipb = f.ip.tobytes()
         for j, (i, attr, mraed, ev) in enumerate(zip(idx, f.attr.tolist(), f.mraed.tolist(), evs.tolist())):
