@@ -94,12 +94,12 @@ class ReplayResult:
         return len(self.steps) / self.seconds if self.seconds > 0 else 0.0
 
 
-def model_counters(cfg, steps: list[Step]) -> dict:
-    """The model's final counters after these steps (a fresh pipeline with this config)."""
+def model_snapshot(cfg, steps: list[Step]) -> dict:
+    """The model's final snapshot after these steps (a fresh pipeline with this config)."""
     pipe = make_pipeline(cfg)
     for s in steps:
         pipe.process(s.port, s.frame, s.t_us)
-    return pipe.snapshot()["counters"]
+    return pipe.snapshot()
 
 
 def steps_from_vector_doc(doc: dict) -> list[Step]:
@@ -277,10 +277,13 @@ class CtcmTest(BaseTest):
         res.late_extras = self.drain(END_QUIET)
         if skipped:
             log.info("%s: %d stimuli shorter than an Ethernet header cannot be sent on an interface: "
-                     "skipped (ids %s); expected counters from the model on the others", name, len(skipped),
-                     ", ".join(str(s.id) for s in skipped))
-            final_counters = model_counters(self.cfg, [s for s in steps if res.observed[s.id] is not None]) \
-                if final_counters is not None else None
+                     "skipped (ids %s); expected counters and connections from the model on the others",
+                     name, len(skipped), ", ".join(str(s.id) for s in skipped))
+            snap = model_snapshot(self.cfg, [s for s in steps if res.observed[s.id] is not None])
+            if final_counters is not None:
+                final_counters = snap["counters"]
+            if final_connections is not None:
+                final_connections = snap["connections"]
         for s in steps:
             if res.observed[s.id] is None:
                 continue
@@ -308,7 +311,7 @@ class CtcmTest(BaseTest):
         elif final_counters is not None:
             log.info("%s: the target has no counters to read: counter comparison skipped", name)
         conn_diffs = []
-        if final_connections is not None and not skipped:
+        if final_connections is not None:
             got_conns = self.target.connections()
             if got_conns is None:
                 log.info("%s: the target's connection table cannot be read: not compared", name)
