@@ -60,6 +60,12 @@ ptf-ci: $(PTF_STAMP)
 	@if [ "$$(id -u)" != 0 ] && [ "$${CTCM_REQUIRE_BMV2:-0}" != 1 ]; then \
 	  echo "PTF suite skipped: needs root (network namespaces, raw sockets)"; exit 0; fi; \
 	st=0; $(MAKE) --no-print-directory ptf TARGET=model || st=1; \
+	mkdir -p build/ptf; if (cd ptf_tests && ../$(PY) -m ctcm_ptf.harness --target model --tests ActiveOpenCnp \
+	      --params corrupt_cnp_qpn=1 --logdir ../build/ptf/negative) > build/ptf/negative.out 2>&1; then \
+	  echo "PTF negative control: a corrupted expected CNP QPN PASSED: the suite cannot fail"; st=1; \
+	elif grep -q "BTH.dqpn expected" build/ptf/negative.out; then \
+	  echo "PTF negative control: a corrupted expected CNP QPN fails with a field-level diff (build/ptf/negative.out)"; \
+	else echo "PTF negative control: failed without the expected diff (build/ptf/negative.out)"; st=1; fi; \
 	missing=""; for t in p4c simple_switch; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ] && [ "$${CTCM_REQUIRE_BMV2:-0}" != 1 ]; then \
 	  echo "PTF on bmv2 skipped: not installed:$$missing (see README; CTCM_REQUIRE_BMV2=1 makes this a failure)"; \
