@@ -28,7 +28,7 @@ from .scenario import (
 )
 from .yamlsrc import Ctx, Map, SourceError, load_yaml_text, plain, read_text
 
-__all__ = ["RandomParams", "generate"]
+__all__ = ["RandomParams", "generate", "generate_chunks"]
 
 _crc32 = zlib.crc32
 
@@ -155,10 +155,20 @@ def generate(p: RandomParams, progress=None) -> list[Stimulus]:
     connections have ended (raise ``connections`` for longer runs).
     """
     with gc_paused():
-        return _generate(p, progress)
+        out: list[Stimulus] = []
+        for chunk in _generate(p, progress, 1 << 62):
+            out.extend(chunk)
+        return out
 
 
-def _generate(p: RandomParams, progress) -> list[Stimulus]:
+def generate_chunks(p: RandomParams, progress=None, chunk: int = 50_000):
+    """:func:`generate` as a stream of lists of at most about ``chunk``
+    stimulus packets (the same packets), made as they are consumed: memory
+    does not grow with ``p.packets``."""
+    return _generate(p, progress, chunk)
+
+
+def _generate(p: RandomParams, progress, chunk: int):
     r = random.Random(p.seed)
     host4 = ipaddress.IPv4Address("10.0.0.1")
     host6 = ipaddress.IPv6Address("fd00::1")
@@ -228,7 +238,9 @@ def _generate(p: RandomParams, progress) -> list[Stimulus]:
     # the hot loop: bound methods and parameters in locals
     rand, heappop, append = r.random, heapq.heappop, out.append
     ce_ratio, non_roce, non_roce_or_malformed = p.ce_ratio, p.non_roce, p.non_roce + p.malformed
-    while heap and len(out) < p.packets:
+    done = 0  # packets yielded before ``out``
+    packets = p.packets
+    while heap and done + len(out) < packets:
         t, _, kind, payload = heappop(heap)
         if kind == "data":
             conn, tmpl, n, gap = payload
@@ -241,7 +253,7 @@ def _generate(p: RandomParams, progress) -> list[Stimulus]:
             x = rand()
             if x < non_roce:
                 append(Stimulus(t, port["host" if x < non_roce / 2 else "peer"],
-                                non_roce_frame(r.choice(("arp", "ipv4-udp", "ipv4-tcp", "ipv6-icmp")), len(out))))
+                                non_roce_frame(r.choice(("arp", "ipv4-udp", "ipv4-tcp", "ipv6-icmp")), done + len(out))))
             elif x < non_roce_or_malformed:
                 append(Stimulus(t, port["peer"], malformed_frame(
                     r.choice(("truncated-cm", "bad-mad-version", "bad-ip-version", "udp-length")), conn, "peer")))
@@ -252,9 +264,15 @@ def _generate(p: RandomParams, progress) -> list[Stimulus]:
             alive -= 1
             if started < p.connections:
                 start(t + r.randrange(1, 100))
-        if progress is not None and len(out) % 10000 == 0:
-            progress(len(out))
-    return out
+        if progress is not None and (done + len(out)) % 10000 == 0:
+            progress(done + len(out))
+        if len(out) >= chunk:
+            done += len(out)
+            yield out
+            out = []
+            append = out.append
+    if out:
+        yield out
 
 
 @dataclass

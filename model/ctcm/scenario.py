@@ -20,6 +20,7 @@ from .spec import Geometry
 from .yamlsrc import Ctx, Map, SourceError, load_yaml_text, plain, read_text
 
 __all__ = ["ScenarioError", "Stimulus", "Scenario", "load_scenario", "parse_scenario", "compile_scenario",
+           "stream_scenario", "scenario_packets", "Checkpoint",
            "check_options"]
 
 # RDMA CM over IP service IDs (annex A11): 0x0000000001 || port space || port.
@@ -361,10 +362,45 @@ def malformed_frame(kind: str, conn: Conn, side: str) -> bytes:
     return bytes(good[:10])  # short-ethernet
 
 
+@dataclass
+class Checkpoint:
+    """A mark in a stimulus stream: take a tracker snapshot here."""
+
+    name: str
+
+
 def compile_scenario(sc: Scenario) -> tuple[list[Stimulus], dict[int, str]]:
     """Stimulus frames and checkpoints {index of last stimulus before it: name}."""
     out: list[Stimulus] = []
     checkpoints: dict[int, str] = {}
+    for item in stream_scenario(sc):
+        if type(item) is Checkpoint:
+            checkpoints[len(out)] = item.name
+        else:
+            out.extend(item)
+    return out, checkpoints
+
+
+def scenario_packets(sc: Scenario) -> int:
+    """How many stimulus packets the scenario makes."""
+    n = 0
+    for ev in sc.timeline:
+        if "cm" in ev:
+            n += not ev.get("drop")
+        elif "data" in ev:
+            n += ev.get("count", 1)
+        elif "checkpoint" not in ev:
+            n += 1
+    return n
+
+
+def stream_scenario(sc: Scenario, chunk: int = 50_000):
+    """The scenario's stimulus as a stream: lists of :class:`Stimulus` (at
+    most ``chunk`` long: a ``data`` event with a huge count is made as it is
+    consumed) and :class:`Checkpoint` marks. Leaves ``sc``'s connections'
+    PSNs where the stimulus ends (as compiling does)."""
+    out: list[Stimulus] = []
+    done = 0  # stimulus packets yielded before ``out``
     port_of = {"host": sc.ports["host"], "peer": sc.ports["net"], "net": sc.ports["net"]}
     for ev in sc.timeline:
         t = ev["t"]
@@ -380,23 +416,38 @@ def compile_scenario(sc: Scenario) -> tuple[list[Stimulus], dict[int, str]]:
             conn = sc.conns[ev["data"]]
             side = ev.get("from", "host")
             gap = ev.get("gap_us", 1)
+            ce, opcode = bool(ev.get("ce")), ev.get("opcode", OPCODE_RC_SEND_ONLY)
+            payload_len, dqpn, port = ev.get("payload_len", 64), ev.get("dqpn"), port_of[side]
             for k in range(ev.get("count", 1)):
                 psn = conn.data_psn[side]
                 conn.data_psn[side] = (psn + 1) & 0xFFFFFF
-                out.append(Stimulus(t + k * gap, port_of[side], data_frame(
-                    conn, side, psn, bool(ev.get("ce")), ev.get("opcode", OPCODE_RC_SEND_ONLY),
-                    ev.get("payload_len", 64), ev.get("dqpn")), note))
+                out.append(Stimulus(t + k * gap, port, data_frame(conn, side, psn, ce, opcode, payload_len, dqpn),
+                                    note))
+                if len(out) >= chunk:
+                    done += len(out)
+                    yield out
+                    out = []
         elif "raw" in ev:
             out.append(Stimulus(t, port_of[ev.get("port", "host")], bytes.fromhex(ev["raw"]), note))
         elif "non_roce" in ev:
-            out.append(Stimulus(t, port_of[ev.get("port", "host")], non_roce_frame(ev["non_roce"], len(out)), note))
+            out.append(Stimulus(t, port_of[ev.get("port", "host")],
+                                non_roce_frame(ev["non_roce"], done + len(out)), note))
         elif "malformed" in ev:
             conn = sc.conns[ev["conn"]]
             side = ev.get("from", "peer")
             out.append(Stimulus(t, port_of[side], malformed_frame(ev["malformed"], conn, side), note))
         elif "checkpoint" in ev:
-            checkpoints[len(out)] = ev["checkpoint"]
-    return out, checkpoints
+            if out:
+                done += len(out)
+                yield out
+                out = []
+            yield Checkpoint(ev["checkpoint"])
+        if len(out) >= chunk:
+            done += len(out)
+            yield out
+            out = []
+    if out:
+        yield out
 
 
 def _default_sender(conn: Conn, msg: str) -> str:

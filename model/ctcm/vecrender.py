@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from .batch import summarize_many
-from .pcapio import pcapng_record_chunks
+from .pcapio import pcapng_header, pcapng_records
 from .scenario import Stimulus
 
 if TYPE_CHECKING:
@@ -190,15 +190,15 @@ def _quoted_all(strings: list[str]) -> list[str]:
     return [_q(s) for s in strings]
 
 
-def _render_yaml(vec: Vector, start: int = 0, stop: int | None = None):
-    """The ``packets:`` items of the YAML file (of packets[start:stop]), as
-    text per chunk of packets. Summaries come from :func:`summarize_many`, a
-    chunk at a time. A packet's text depends on that packet only."""
-    packets = vec.packets
-    stop = len(packets) if stop is None else stop
-    summary_cache: dict = {}
-    for c in range(start, stop, _CHUNK):
-        chunk = packets[c : min(stop, c + _CHUNK)]
+def _render_yaml(packets: list, summary_cache: dict | None = None):
+    """The ``packets:`` items of the YAML file for ``packets`` (run records:
+    dicts id, t_us, port, frame, note, expect, events), as text per chunk of
+    packets. Summaries come from :func:`summarize_many`, a chunk at a time. A
+    packet's text depends on that packet only, so a vector rendered chunk by
+    chunk is the same text as rendered whole."""
+    summary_cache = {} if summary_cache is None else summary_cache
+    for c in range(0, len(packets), _CHUNK):
+        chunk = packets[c : c + _CHUNK]
         # the stimulus frames, each followed by its outputs that differ from it
         frames = []
         for p in chunk:
@@ -239,27 +239,8 @@ def _hex_lines(rows):
         if len(text) >= _CHUNK:
             yield "".join(text)
             text.clear()
-    yield "".join(text)
-
-
-def _yaml_parts(vec: Vector, start: int = 0, stop: int | None = None):
-    """The YAML file's text, or the part of it for packets[start:stop]
-    (with the head if start is 0, the tail if stop is the end)."""
-    n = len(vec.packets)
-    stop = n if stop is None else stop
-    if start == 0:
-        yield _yaml_head(vec)
-    yield from _render_yaml(vec, start, stop)
-    if stop == n:
-        yield _yaml_tail(vec)
-
-
-
-
-def vector_yaml(vec: Vector) -> str:
-    """The vector as YAML, emitted directly (PyYAML's emitter is far too slow for
-    million-packet vectors); ``yaml.safe_load`` reads it back (a test checks)."""
-    return "".join(_yaml_parts(vec))
+    if text:
+        yield "".join(text)
 
 
 def _port_names(ports: dict) -> list[str]:
@@ -271,34 +252,86 @@ def _port_index(ports: dict) -> tuple[list[str], dict]:
     return names, {int(n[1:]): i for i, n in enumerate(names)}
 
 
-# The stimulus files need only the stimulus (they are written while the
-# pipeline runs); the expected files need the run's outputs.
-
-def _stimulus_rows(stimulus):
+def _stimulus_rows(packets):
     """(time, port, frame) of every stimulus packet."""
-    return ((s.t_us, s.port, s.frame) for s in stimulus)
+    return ((p["t_us"], p["port"], p["frame"]) for p in packets)
 
 
-def _expected_rows(vec: Vector):
+def _expected_rows(packets):
     """(time, port, frame) of every expected output packet, in order."""
-    for p in vec.packets:
+    for p in packets:
         t = p["t_us"]
         for port, f in p["expect"]:
             yield t, port, f
 
 
-def _stimulus_records(stimulus, idx: dict):
+def _stimulus_records(packets, idx: dict):
     """pcapng records (time, interface, frame, comment) of the stimulus."""
-    for n, s in enumerate(stimulus, 1):
-        yield s.t_us, idx[s.port], s.frame, f"stimulus {n}"
+    for p in packets:
+        yield p["t_us"], idx[p["port"]], p["frame"], f"stimulus {p['id']}"
 
 
-def _expected_records(vec: Vector, idx: dict):
+def _expected_records(packets, idx: dict):
     """pcapng records (time, interface, frame, comment) of the expected outputs."""
-    for p in vec.packets:
+    for p in packets:
         t, n = p["t_us"], p["id"]
         for k, (port, f) in enumerate(p["expect"], 1):
             yield t, idx[port], f, f"stimulus {n} output {k}"
+
+
+#: the files of a vector, in the order they are listed
+SUFFIXES = (".yaml", ".stimulus.pcapng", ".expected.pcapng", ".stimulus.hex", ".expected.hex")
+
+
+class Renderer:
+    """The bytes of each file of a vector (``suffix`` one of :data:`SUFFIXES`):
+    :meth:`head`, then :meth:`body` of each chunk of run records in order,
+    then :meth:`tail`. The one implementation of the format: the in-memory
+    functions below and the streaming writer (:mod:`ctcm.vecwrite`) both use
+    it, so their files are the same bytes. ``vec`` gives the name, options,
+    ports and config (head) and, once the run is over, the checkpoints and
+    final snapshot (the YAML tail); its ``packets`` are not used."""
+
+    def __init__(self, vec: Vector):
+        self.vec = vec
+        self.names, self.idx = _port_index(vec.ports)
+        self.summary_cache: dict = {}
+
+    def head(self, suffix: str) -> bytes:
+        if suffix == ".yaml":
+            return _yaml_head(self.vec).encode()
+        if suffix.endswith(".pcapng"):
+            return pcapng_header(self.names)
+        side = "stimulus" if suffix == ".stimulus.hex" else "expected output, in order"
+        return _HEX_TITLE.format(f"{self.vec.name}: {side}").encode()
+
+    def body(self, suffix: str, packets: list):
+        """Byte strings of the part of the file for ``packets``."""
+        if suffix == ".yaml":
+            for text in _render_yaml(packets, self.summary_cache):
+                yield text.encode()
+        elif suffix == ".stimulus.pcapng":
+            yield from pcapng_records(_stimulus_records(packets, self.idx))
+        elif suffix == ".expected.pcapng":
+            yield from pcapng_records(_expected_records(packets, self.idx))
+        elif suffix == ".stimulus.hex":
+            for text in _hex_lines(_stimulus_rows(packets)):
+                yield text.encode()
+        else:
+            for text in _hex_lines(_expected_rows(packets)):
+                yield text.encode()
+
+    def tail(self, suffix: str) -> bytes:
+        return _yaml_tail(self.vec).encode() if suffix == ".yaml" else b""
+
+    def whole(self, suffix: str, packets: list) -> bytes:
+        return b"".join([self.head(suffix), *self.body(suffix, packets), self.tail(suffix)])
+
+
+def vector_yaml(vec: Vector) -> str:
+    """The vector as YAML, emitted directly (PyYAML's emitter is far too slow for
+    million-packet vectors); ``yaml.safe_load`` reads it back (a test checks)."""
+    return Renderer(vec).whole(".yaml", vec.packets).decode()
 
 
 def _stimulus_of(vec: Vector) -> list[Stimulus]:
@@ -306,20 +339,16 @@ def _stimulus_of(vec: Vector) -> list[Stimulus]:
 
 
 def stimulus_pcapng(vec: Vector) -> bytes:
-    names, idx = _port_index(vec.ports)
-    return b"".join(pcapng_record_chunks(_stimulus_records(_stimulus_of(vec), idx), names))
+    return Renderer(vec).whole(".stimulus.pcapng", vec.packets)
 
 
 def expected_pcapng(vec: Vector) -> bytes:
-    names, idx = _port_index(vec.ports)
-    return b"".join(pcapng_record_chunks(_expected_records(vec, idx), names))
+    return Renderer(vec).whole(".expected.pcapng", vec.packets)
 
 
 def stimulus_hex(vec: Vector) -> str:
-    return _HEX_TITLE.format(f"{vec.name}: stimulus") + "".join(_hex_lines(_stimulus_rows(_stimulus_of(vec))))
+    return Renderer(vec).whole(".stimulus.hex", vec.packets).decode()
 
 
 def expected_hex(vec: Vector) -> str:
-    return _HEX_TITLE.format(f"{vec.name}: expected output, in order") + "".join(_hex_lines(_expected_rows(vec)))
-
-
+    return Renderer(vec).whole(".expected.hex", vec.packets).decode()

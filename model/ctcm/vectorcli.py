@@ -6,21 +6,22 @@ import os
 import sys
 
 from .errors import UsageError
-from .randgen import RandomParams, RandomScenario, generate, load_source
-from .scenario import compile_scenario
-from .vectors import FORMATS, make_vector
+from .randgen import RandomParams, RandomScenario, generate_chunks, load_source
+from .scenario import scenario_packets, stream_scenario
+from .vectors import FORMATS, stream_vector
 
 # --- suite / CLI -------------------------------------------------------------------
 
 def _progress(total: int, desc: str, quiet: bool):
-    """A tqdm progress bar on a terminal; nothing in CI, with --quiet or off a TTY."""
+    """A tqdm progress bar on a terminal (packets, rate, ETA); nothing in CI,
+    with --quiet or off a TTY."""
     if quiet or os.environ.get("CI") or not sys.stderr.isatty():
         return None, lambda: None
     from tqdm import tqdm
 
     tqdm.monitor_interval = 0  # no monitor thread: the writers fork (see _can_fork)
 
-    bar = tqdm(total=total, desc=desc, unit="pkt", leave=False, file=sys.stderr)
+    bar = tqdm(total=total, desc=desc, unit="pkt", unit_scale=True, leave=False, file=sys.stderr)
     state = {"n": 0}
 
     def update(n):
@@ -30,22 +31,14 @@ def _progress(total: int, desc: str, quiet: bool):
     return update, bar.close
 
 
-# The command line keeps its last vector (and stimulus) until the process
-# exits: freeing the objects of a million-packet vector takes over a second,
-# and the `ctcm` entry point exits without freeing anything (cli.entry).
-_KEPT: list = []
-
-
-def _vector(name, desc, options, ports, stim, cps, outdir, formats, quiet) -> list[str]:
-    """Run and write one vector (with a progress bar on a terminal)."""
-    _KEPT.clear()
-    update, close = _progress(len(stim), f"{name}: run", quiet)
+def _vector(name, desc, options, ports, source, total, outdir, formats, quiet) -> list[str]:
+    """Run and write one vector, streamed (with a progress bar on a terminal)."""
+    update, close = _progress(total, name, quiet)
     try:
         # (the pipeline reads the options it knows; "random" is recorded only)
-        vec, written = make_vector(name, desc, options, ports, stim, outdir, formats, cps, update)
+        _vec, written = stream_vector(name, desc, options, ports, source, outdir, formats, update, total)
     finally:
         close()
-    _KEPT[:] = [vec, stim]
     return written
 
 
@@ -54,18 +47,14 @@ def build_file(path: str, outdir: str, formats=FORMATS, quiet=False) -> list[str
     sc = load_source(path)
     if isinstance(sc, RandomScenario):
         return _random_vector(sc.name, sc.description, sc.options, sc.params, outdir, formats, quiet)
-    stim, cps = compile_scenario(sc)
-    return _vector(sc.name, sc.description, sc.options, sc.ports, stim, cps, outdir, formats, quiet)
+    return _vector(sc.name, sc.description, sc.options, sc.ports, stream_scenario(sc), scenario_packets(sc), outdir,
+                   formats, quiet)
 
 
 def _random_vector(name, desc, options, params, outdir, formats, quiet) -> list[str]:
-    update, close = _progress(params.packets, f"{name}: generate", quiet)
-    try:
-        stim = generate(params, update)
-    finally:
-        close()
     ports = {"host": params.ports[0], "net": params.ports[1]}
-    return _vector(name, desc, {**options, "random": params.to_dict()}, ports, stim, {}, outdir, formats, quiet)
+    return _vector(name, desc, {**options, "random": params.to_dict()}, ports, generate_chunks(params),
+                   params.packets, outdir, formats, quiet)
 
 
 def _formats(text: str) -> tuple[str, ...]:

@@ -7,26 +7,17 @@ The bytes are the same whichever path writes them (tested).
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import pickle
 import queue
-import shutil
+import struct
 import sys
 import tempfile
 import threading
 import traceback
 
-from typing import TYPE_CHECKING
-
-from .pcapio import new_file_mode, pcapng_record_chunks
-from .vecrender import (
-    _HEX_TITLE, _expected_records, _expected_rows, _hex_lines, _port_index, _stimulus_records,
-    _stimulus_rows, _yaml_parts,
-)
-
-if TYPE_CHECKING:
-    from .vectors import Vector
+from .pcapio import new_file_mode
+from .vecrender import SUFFIXES, Renderer
 
 # --- the files of one vector -------------------------------------------------------
 
@@ -115,115 +106,191 @@ class _Outputs:
         self.tmp, self.parts = {}, []
 
 
-def _write_text(path: str, title: str | None, parts) -> None:
-    """Write text parts to ``path`` (a background thread does the writing)."""
-    with _BackgroundWriter() as w, open(path, "wb") as f:
-        try:
-            if title:
-                w.write(f, title.encode())
-            for text in parts:
-                w.write(f, text.encode())
-        finally:
-            w.drain()  # no file closes under a pending write
+class _Files:
+    """Some files of a vector being written: each a temporary file of
+    :class:`_Outputs` with a background writer thread; the renderer gives the
+    bytes of each part (head, then one body per chunk, then tail)."""
 
-
-def _write_bytes(path: str, parts) -> None:
-    with _BackgroundWriter() as w, open(path, "wb") as f:
+    def __init__(self, out: _Outputs, renderer: Renderer, suffixes):
+        self.r = renderer
+        self.files: list = []  # (suffix, file, writer)
         try:
-            for part in parts:
+            for suffix in suffixes:
+                path = out.path(suffix)
+                if path:
+                    f = open(path, "wb")
+                    w = _BackgroundWriter()
+                    self.files.append((suffix, f, w))
+                    w.__enter__()
+                    w.write(f, renderer.head(suffix))
+        except BaseException:
+            self.abort()
+            raise
+
+    def feed(self, packets: list) -> None:
+        body = self.r.body
+        for suffix, f, w in self.files:
+            for part in body(suffix, packets):
                 w.write(f, part)
+
+    def finish(self) -> None:
+        """Write the tails and wait for every write; the files are closed."""
+        try:
+            for suffix, f, w in self.files:
+                tail = self.r.tail(suffix)
+                if tail:
+                    w.write(f, tail)
+            for _suffix, _f, w in self.files:
+                w.drain()
         finally:
-            w.drain()
+            self.abort()
+
+    def abort(self) -> None:
+        """Stop the writers (pending writes done first) and close the files."""
+        for _suffix, f, w in self.files:
+            w.__exit__(None, None, None)
+            f.close()
+        self.files = []
 
 
-def _write_side(out: _Outputs, side: str, ports: dict, title: str, records, rows) -> None:
-    """The pcapng and hex files of one side ("stimulus" or "expected"):
-    ``records(idx)`` gives its pcapng records, ``rows()`` its hex rows."""
-    names, idx = _port_index(ports)
-    if out.path(f".{side}.pcapng"):
-        _write_bytes(out.path(f".{side}.pcapng"), pcapng_record_chunks(records(idx), names))
-    if out.path(f".{side}.hex"):
-        _write_text(out.path(f".{side}.hex"), _HEX_TITLE.format(title), _hex_lines(rows()))
+_MSG = struct.Struct("<Q")
 
 
-def _write_stimulus_files(name: str, ports: dict, stimulus, out: _Outputs) -> None:
-    _write_side(out, "stimulus", ports, f"{name}: stimulus", lambda idx: _stimulus_records(stimulus, idx),
-                lambda: _stimulus_rows(stimulus))
+class StreamWriter:
+    """Writes the files of a vector chunk by chunk (:meth:`feed` run records,
+    then :meth:`finish` once the run is over), so memory does not grow with
+    the vector. With ``parallel``, a forked process writes the pcapng and hex
+    files from chunks it is sent through a pipe while this one writes the
+    YAML file. The bytes are the same either way (tested)."""
 
+    def __init__(self, out: _Outputs, renderer: Renderer, parallel: bool):
+        self.out = out
+        wanted = [s for s in SUFFIXES if out.path(s)]
+        others = [s for s in wanted if s != ".yaml"]
+        self.pipe = None
+        if parallel and ".yaml" in wanted and others:
+            rfd, wfd = os.pipe()
 
-def _write_expected_files(vec: Vector, out: _Outputs) -> None:
-    _write_side(out, "expected", vec.ports, f"{vec.name}: expected output, in order",
-                lambda idx: _expected_records(vec, idx), lambda: _expected_rows(vec))
+            def child():
+                os.close(wfd)
+                files = _Files(out, renderer, others)
+                with os.fdopen(rfd, "rb") as src:
+                    while True:
+                        head = src.read(_MSG.size)
+                        if len(head) < _MSG.size:  # the writer gave up: say nothing, write nothing
+                            files.abort()
+                            os._exit(3)
+                        n = _MSG.unpack(head)[0]
+                        if not n:
+                            break
+                        files.feed(pickle.loads(src.read(n)))
+                files.finish()
 
-
-def _write_yaml(vec: Vector, out: _Outputs) -> None:
-    if out.path(".yaml"):
-        _write_text(out.path(".yaml"), None, _yaml_parts(vec))
-
-
-def _append_file(dst_path: str, src_path: str) -> None:
-    """Append the bytes of ``src_path`` to ``dst_path`` (copied in the kernel
-    where it can: copy_file_range)."""
-    with open(src_path, "rb") as src, open(dst_path, "r+b") as dst:  # (copy_file_range refuses O_APPEND)
-        dst.seek(0, os.SEEK_END)
-        size = os.fstat(src.fileno()).st_size
-        left = size
-        copy = getattr(os, "copy_file_range", None)
-        while left and copy is not None:
             try:
-                done = copy(src.fileno(), dst.fileno(), left)
-            except OSError as e:
-                if left < size or e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-                    raise
-                done = 0  # not on this file system: copy through user space
-            if not done:
-                break
-            left -= done
-        if left:
-            src.seek(size - left)
-            dst.seek(0, os.SEEK_END)
-            shutil.copyfileobj(src, dst, 1 << 20)
+                out.fork(child)
+            except BaseException:
+                os.close(wfd)
+                raise
+            finally:
+                os.close(rfd)
+            self.pipe = _PipeSender(wfd)
+            wanted = [".yaml"]
+        self.files = None
+        try:
+            self.files = _Files(out, renderer, wanted)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _child_failed(self, e: BaseException):
+        """The pipe broke: the child has failed; raise its error."""
+        self.pipe.abort()
+        self.pipe = None
+        self.out.join()
+        raise RuntimeError(f"writing vector files: the writer process ended early ({e})")
+
+    def feed(self, packets: list) -> None:
+        if self.pipe is not None:
+            try:
+                self.pipe.send(packets)
+            except BrokenPipeError as e:
+                self._child_failed(e)
+        self.files.feed(packets)
+
+    def finish(self) -> None:
+        self.files.finish()
+        if self.pipe is not None:
+            try:
+                self.pipe.close()
+            except BrokenPipeError as e:
+                self._child_failed(e)
+            self.pipe = None
+        self.out.join()
+
+    def abort(self) -> None:
+        if self.files is not None:
+            self.files.abort()
+        if self.pipe is not None:
+            self.pipe.abort()
+            self.pipe = None
 
 
-# Share of the YAML packets this process renders while the forked one writes
-# the expected-output files and then renders the rest: about even work when
-# the expected files take half as long as the YAML file (measured).
-_YAML_SHARE = 0.75
+class _PipeSender:
+    """Chunks pickled and written to a pipe by a background thread (this
+    process goes on rendering meanwhile); at most two chunks wait."""
+
+    def __init__(self, fd: int):
+        self.f = os.fdopen(fd, "wb")
+        self.q: queue.Queue = queue.Queue(2)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="ctcm-sender", daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            item = self.q.get()
+            if item is None:
+                return
+            if self.error is None:
+                try:
+                    data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+                    self.f.write(_MSG.pack(len(data)))
+                    self.f.write(data)
+                except BaseException as e:
+                    self.error = e
+
+    def send(self, packets) -> None:
+        if self.error is not None:
+            raise self.error
+        self.q.put(packets)
+
+    def close(self) -> None:
+        """Send the end mark and wait until everything is written."""
+        self.q.put(None)
+        self.thread.join()
+        try:
+            if self.error is not None:
+                raise self.error
+            self.f.write(_MSG.pack(0))
+            self.f.flush()
+        finally:
+            with contextlib.suppress(OSError):
+                self.f.close()
+
+    def abort(self) -> None:
+        """Stop without the end mark: the child sees the pipe end and writes nothing more."""
+        self.error = self.error or RuntimeError("aborted")  # the thread sends nothing more
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self.q.get_nowait()
+        self.q.put(None)
+        self.thread.join()  # (a write under way ends: the child reads, or has gone and the pipe is broken)
+        with contextlib.suppress(OSError):
+            self.f.close()
 
 
 def _parallel(n: int) -> bool:
     return n >= _PARALLEL_MIN and _can_fork()
-
-
-def _start_stimulus_files(name: str, ports: dict, stimulus, out: _Outputs, parallel: bool) -> None:
-    """The stimulus files: by a forked process when ``parallel``."""
-    if not parallel:
-        _write_stimulus_files(name, ports, stimulus, out)
-    elif out.path(".stimulus.pcapng") or out.path(".stimulus.hex"):
-        out.fork(lambda: _write_stimulus_files(name, ports, stimulus, out))
-
-
-def _write_run_files(vec: Vector, out: _Outputs, parallel: bool) -> None:
-    """The files that need the run's outputs: the expected files and the YAML.
-    When ``parallel``, a forked process writes the expected files and then the
-    YAML text of the last packets into a part file, appended after this
-    process's part."""
-    if not (parallel and out.path(".yaml")):
-        _write_expected_files(vec, out)
-        _write_yaml(vec, out)
-        return
-    has_exp = out.path(".expected.pcapng") or out.path(".expected.hex")
-    split = int(len(vec.packets) * (_YAML_SHARE if has_exp else 0.5))
-    part = out.scratch(".part")
-
-    def rest():
-        _write_expected_files(vec, out)
-        _write_text(part, None, _yaml_parts(vec, split))
-
-    out.fork(rest)
-    _write_text(out.path(".yaml"), None, _yaml_parts(vec, 0, split))
-    out.join()
-    _append_file(out.path(".yaml"), part)
 
 
 _PARALLEL_MIN = 50_000  # packets from which writing is split over two processes

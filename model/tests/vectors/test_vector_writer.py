@@ -17,7 +17,7 @@ from ctcm import vecwrite as W
 from ctcm.batch import summarize_many
 from ctcm.packet import summarize
 from ctcm.pcapio import pcapng_bytes, pcapng_chunks
-from ctcm.randgen import RandomParams, generate
+from ctcm.randgen import RandomParams, generate, generate_chunks
 from ctcm.vectors import run_stimulus, write_vector
 
 
@@ -113,7 +113,7 @@ def test_parallel_writer_equals_serial(vec, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("parallel", [True, False])
-@pytest.mark.parametrize("where", ["_write_expected_files", "_write_stimulus_files", "_render_yaml"])
+@pytest.mark.parametrize("where", [".yaml", ".stimulus.pcapng", ".expected.pcapng", ".expected.hex"])
 def test_a_failing_writer_changes_nothing(vec, tmp_path, monkeypatch, parallel, where):
     """The error reaches the caller (from a forked writer too), no temporary
     file is left, and the vector's previous files are untouched."""
@@ -124,26 +124,94 @@ def test_a_failing_writer_changes_nothing(vec, tmp_path, monkeypatch, parallel, 
     for n, data in old.items():
         (tmp_path / n).write_bytes(data)
     monkeypatch.setattr(W, "_PARALLEL_MIN", 1 if parallel else 10**9)
-    mod = R if where == "_render_yaml" else W
-    real = getattr(mod, where)
+    monkeypatch.setattr(V, "_BATCH", 500)  # several chunks: the failure comes in the middle
+    real = R.Renderer.body
+    calls = []
 
-    def broken(*a):
-        if where == "_render_yaml":
-            return _fail_after(real(*a))
-        raise OSError(28, "No space left on device")
+    def broken(self, suffix, packets):
+        if suffix == where:
+            calls.append(1)
+            if len(calls) == 3:
+                yield from real(self, suffix, packets[:10])
+                raise OSError(28, "No space left on device")
+        yield from real(self, suffix, packets)
 
-    monkeypatch.setattr(mod, where, broken)
+    monkeypatch.setattr(R.Renderer, "body", broken)
     stim = R._stimulus_of(vec)
     for call in (lambda: write_vector(vec, str(tmp_path)),
                  lambda: V.make_vector("w", "", vec.options, vec.ports, stim, str(tmp_path))):
+        calls.clear()
         with pytest.raises(OSError, match="No space left"):
             call()
         assert _files(tmp_path) == old
 
 
-def _fail_after(parts):
-    yield from parts
-    raise OSError(28, "No space left on device")
+def test_interrupt_leaves_no_files(vec, tmp_path, monkeypatch):
+    """Ctrl-C in the middle of a streamed vector: nothing written, nothing left."""
+    monkeypatch.setattr(V, "_BATCH", 500)
+    monkeypatch.setattr(W, "_PARALLEL_MIN", 1)
+
+    def progress(n):
+        if n >= 1500:
+            raise KeyboardInterrupt
+
+    stim = R._stimulus_of(vec)
+    with pytest.raises(KeyboardInterrupt):
+        V.stream_vector("w", "", vec.options, vec.ports, V.stimulus_source(stim), str(tmp_path), progress=progress,
+                        total=len(stim))
+    assert os.listdir(tmp_path) == []
+
+
+def test_streaming_equals_in_memory(tmp_path, monkeypatch):
+    """A random vector streamed in many chunks (generation, pipeline, the
+    forked writer) gives the files of the in-memory path."""
+    p = RandomParams(seed=3, packets=6000, connections=120, concurrency=15, ce_ratio=0.05, malformed=0.02,
+                     non_roce=0.02, ipv6=0.3)
+    vec = run_stimulus("s", "stream test", {"mode": "p4"}, {"host": 1, "net": 2}, generate(p))
+    monkeypatch.setattr(V, "_BATCH", 700)
+    monkeypatch.setattr(R, "_CHUNK", 333)
+    for parallel in (False, True):
+        if parallel and not W._can_fork():
+            continue
+        monkeypatch.setattr(W, "_PARALLEL_MIN", 1 if parallel else 10**9)
+        d = tmp_path / str(parallel)
+        got, written = V.stream_vector("s", "stream test", {"mode": "p4"}, {"host": 1, "net": 2},
+                                       generate_chunks(p, chunk=1234), str(d), total=p.packets)
+        assert got.packets == [] and got.final == vec.final and len(written) == 5
+        files = _files(d)
+        assert files["s.yaml"] == V.vector_yaml(vec).encode()
+        assert files["s.stimulus.pcapng"] == V.stimulus_pcapng(vec)
+        assert files["s.expected.pcapng"] == V.expected_pcapng(vec)
+        assert files["s.stimulus.hex"] == V.stimulus_hex(vec).encode()
+        assert files["s.expected.hex"] == V.expected_hex(vec).encode()
+
+
+def test_generate_chunks_equals_generate():
+    p = RandomParams(seed=8, packets=5000, connections=50, concurrency=9, non_roce=0.05)
+    chunks = list(generate_chunks(p, chunk=999))
+    assert len(chunks) > 3 and all(len(c) <= 1001 for c in chunks)
+    assert [s for c in chunks for s in c] == generate(p)
+
+
+def test_a_disk_too_small_is_refused_up_front(vec, tmp_path, monkeypatch):
+    import collections
+    import shutil
+
+    from ctcm.errors import UsageError
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda d: usage(10**9, 10**9 - 10**6, 10**6))
+    stim = R._stimulus_of(vec)
+    with pytest.raises(UsageError, match=r"not enough disk space.*bytes per packet x 1,000,000,000,000 packets"):
+        V.stream_vector("w", "", vec.options, vec.ports, V.stimulus_source(stim), str(tmp_path / "new"),
+                        total=10**12)
+    assert not (tmp_path / "new").exists()
+    monkeypatch.undo()
+    # the estimate is close to what is written
+    written = V.make_vector("w", "", vec.options, vec.ports, stim, str(tmp_path / "real"))[1]
+    size = sum(os.path.getsize(f) for f in written)
+    est = V.estimate_bytes(sum(len(s.frame) for s in stim), len(stim)) * len(stim)
+    assert 0.8 < est / size < 1.25
 
 
 @pytest.mark.parametrize("formats", [V.FORMATS, ("yaml",), ("yaml", "pcapng"), ("hex",)])
@@ -191,19 +259,3 @@ def test_pcapng_chunks_read_back_by_scapy(vec, tmp_path):
     assert [round(float(p.time) * 1e6) for p in got] == [t for t, _, _ in pkts]
     assert [p.sniffed_on for p in got] == [["p1", "p2"][i] for _, i, _ in pkts]
     assert [(p.comment or b"").decode() or None for p in got] == comments
-
-
-@pytest.mark.parametrize("how", ["kernel", "no copy_file_range", "ENOSYS"])
-def test_append_file(tmp_path, monkeypatch, how):
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.write_bytes(b"head\n")
-    data = bytes(range(256)) * 5000
-    b.write_bytes(data)
-    if how == "no copy_file_range":
-        monkeypatch.delattr(os, "copy_file_range", raising=False)
-    elif how == "ENOSYS":
-        def refuse(*a):
-            raise OSError(38, "Function not implemented")
-        monkeypatch.setattr(os, "copy_file_range", refuse)
-    W._append_file(str(a), str(b))
-    assert a.read_bytes() == b"head\n" + data
