@@ -199,6 +199,13 @@ class Run:
         self.log(f"{total} tests in {len(groups)} geometry group(s): " +
                  ", ".join(f"{t} ({len(v)})" for t, v in groups.items()))
         t_start = time.monotonic()
+        if self.target_name == "bmv2":
+            from .targets import json_path
+
+            missing = [t for t in groups if not os.path.isfile(json_path(t))]
+            if missing:
+                self.log(f"no P4 build for geometry {', '.join(missing)}: running make p4")
+                subprocess.run(["make", "--no-print-directory", "-C", REPO, "p4"], check=False)
         if self.target_name == "device":
             if not self.a.portmap:
                 raise HarnessError("TARGET=device needs PORTMAP=1=IFACE,2=IFACE[,3=IFACE] "
