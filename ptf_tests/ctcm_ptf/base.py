@@ -226,11 +226,11 @@ class CtcmTest(BaseTest):
         """The target's counters by snapshot key, or None (no control plane)."""
         return self.target.counters()
 
-    def model(self, timeline: str, connections: str, options: dict | None = None, name: str = "behaviour"):
-        """Run a scenario (timeline and connections in the scenario YAML format) on the
-        model; returns the :class:`ctcm.vectors.Vector` (expected outputs, final counters)."""
+    def model(self, timeline: str, connections: str, name: str = "behaviour"):
+        """Run a scenario (timeline and connections in the scenario YAML format, the
+        class's :attr:`options` and :attr:`ports`: the target runs the same config) on the
+        model; returns the :class:`ctcm.vectors.Vector` (expected outputs, final snapshot)."""
         opts = dict(self.options)
-        opts.update(options or {})
         text = f"name: {name}\n"
         if opts:
             text += "options: " + _flow(opts) + "\n"
