@@ -16,7 +16,7 @@ import re
 import yaml
 
 from ctcm_ptf.base import CtcmTest, steps_from_vector_doc
-from ctcm_ptf.modelutil import VECTORS
+from ctcm_ptf.modelutil import VECTORS, config_from_dict
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -36,6 +36,15 @@ class VectorReplay(CtcmTest):
     """Replays one golden vector; subclasses (below) name the file."""
 
     path: str = ""
+    recorded: dict | None = None  # the control-plane config the vector records (its `config:` line)
+
+    @classmethod
+    def config(cls):
+        """The config the vector was made with when it records one, else
+        p4/config.yaml with the vector's options and ports."""
+        if cls.recorded:
+            return config_from_dict(cls.recorded)
+        return super().config()
 
     def replay_file(self):
         with open(self.path, encoding="utf-8") as f:
@@ -60,6 +69,7 @@ for _p in _vector_files():
     _name = "Vector_" + re.sub(r"\W", "_", _h["name"])
     globals()[_name] = type(_name, (VectorReplay,), {
         "path": _p,
+        "recorded": _h.get("config"),
         "runTest": VectorReplay.replay_file,
         "options": dict(_h.get("options") or {}),
         "ports": dict(_h.get("ports") or {"host": 1, "net": 2}),
