@@ -23,8 +23,8 @@ from dataclasses import fields as dc_fields
 from .gcpause import gc_paused
 from .icrc import icrc
 from .scenario import (
-    RDMA_IP_PS_TCP, Conn, Host, Scenario, ScenarioError, Stimulus, check_options, cm_frame, data_frame,
-    malformed_frame, non_roce_frame, parse_scenario,
+    MAX_TIME_US, RDMA_IP_PS_TCP, Conn, Host, Scenario, ScenarioError, Stimulus, check_name, check_options, cm_frame,
+    data_frame, malformed_frame, non_roce_frame, parse_scenario,
 )
 from .yamlsrc import Ctx, Map, SourceError, load_yaml_text, plain, read_text
 
@@ -53,14 +53,12 @@ class RandomParams:
 
     def __post_init__(self):
         """Refuse values the generator cannot honour (ValueError naming the field)."""
-        for name in ("packets", "connections", "concurrency", "duration_us"):
+        for name, lo, hi in (("packets", 1, 1 << 48), ("connections", 1, 1 << 32), ("concurrency", 1, 1_000_000),
+                             ("duration_us", 1, MAX_TIME_US // 2), ("seed", 0, (1 << 64) - 1),
+                             ("data_per_conn", 0, 1 << 32)):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
-        for name in ("seed", "data_per_conn"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise ValueError(f"{name} must be an integer in {lo}..{hi}, got {v!r}")
         for name in ("loss", "retransmit", "reject", "mra", "ce_ratio", "non_roce", "malformed", "ipv6"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
@@ -297,7 +295,8 @@ def load_source(path: str) -> Scenario | RandomScenario:
         return parse_scenario(text, path)  # (also gives the located YAML errors)
     ctx = Ctx(path, ScenarioError)
     ctx.only(doc, {"name", "description", "options", "random"})
-    name = ctx.req(doc, "name", str)
+    name = check_name(ctx, doc, ctx.req(doc, "name", str))
+    ctx.typed(doc, "description", str)
     options = check_options(ctx, ctx.typed(doc, "options", dict, Map()))
     rnd = ctx.typed(doc, "random", dict)
     known = {f.name for f in dc_fields(RandomParams)}

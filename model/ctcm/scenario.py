@@ -31,6 +31,28 @@ class ScenarioError(SourceError):
     """One-line message: ``FILE:LINE: problem``."""
 
 
+#: model time limit in µs (48 bits, like a P4 target's timestamps: about 8.9 years)
+MAX_TIME_US = (1 << 48) - 1
+#: RoCE payload limit in bytes (the largest IB MTU)
+MAX_PAYLOAD = 4096
+
+
+def check_name(ctx, node, name) -> str:
+    """A vector name: it prefixes file names."""
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\0" in name \
+            or name.startswith(".tmp-") or len(name.encode()) > 200:
+        raise ctx.err(node, f"name {name!r} cannot be a file name prefix (no '/', not empty, at most 200 bytes)")
+    return name
+
+
+def _ranged(ctx, m, key, lo, hi, default=None, what=""):
+    """An integer field in [lo, hi]."""
+    v = ctx.typed(m, key, int, default)
+    if v is not None and not lo <= v <= hi:
+        raise ctx.err(m, f"{what}{key} {v} is out of range ({lo}..{hi})")
+    return v
+
+
 @dataclass
 class Stimulus:
     t_us: int
@@ -87,11 +109,13 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
     if not isinstance(doc, dict):
         raise ScenarioError(f"{path}: a scenario is a YAML mapping")
     ctx.only(doc, {"name", "description", "options", "ports", "hosts", "connections", "timeline"})
-    name = ctx.req(doc, "name", str)
+    name = check_name(ctx, doc, ctx.req(doc, "name", str))
+    ctx.typed(doc, "description", str)
     options = check_options(ctx, ctx.typed(doc, "options", dict, Map()))
     ports = ctx.typed(doc, "ports", dict, Map({"host": 1, "net": 2}))
     ctx.only(ports, {"host", "net"})
-    ports = {"host": ctx.typed(ports, "host", int, 1), "net": ctx.typed(ports, "net", int, 2)}
+    ports = {"host": _ranged(ctx, ports, "host", 0, 0xFFFF, 1, "port "),
+             "net": _ranged(ctx, ports, "net", 0, 0xFFFF, 2, "port ")}
     if ports["host"] == ports["net"]:
         raise ctx.err(doc.get("ports"), "host and net ports must differ")
 
@@ -106,7 +130,8 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
         except ValueError:
             raise ctx.err(h, f"host {hname!r}: {h['ip']!r} is not an IP address") from None
         mac = ctx.typed(h, "mac", str, f"02:00:00:00:00:{len(hosts) + 1:02x}")
-        if len(mac.replace(":", "").replace("-", "")) != 12:
+        digits = mac.replace(":", "").replace("-", "")
+        if len(digits) != 12 or any(c not in "0123456789abcdefABCDEF" for c in digits):
             raise ctx.err(h, f"host {hname!r}: bad MAC {mac!r}")
         side = ctx.req(h, "side", str)
         if side not in ("host", "net"):
@@ -139,7 +164,7 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
             if not 0 <= v < (1 << width):
                 raise ctx.err(c, f"connection {cname!r}: {k} {v:#x} does not fit in {width} bits")
             vals[k] = v
-        service_id = ctx.typed(c, "service_id", int, RDMA_IP_PS_TCP | 4791)
+        service_id = _ranged(ctx, c, "service_id", 0, (1 << 64) - 1, RDMA_IP_PS_TCP | 4791, f"connection {cname!r}: ")
         vlan = ctx.typed(c, "vlan", int, None)
         if vlan is not None and not 0 <= vlan < 4096:
             raise ctx.err(c, f"connection {cname!r}: vlan {vlan} out of range")
@@ -158,9 +183,12 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
         if not isinstance(ev, dict):
             raise ctx.err(timeline, f"timeline entries are mappings, got {ev!r}")
         t = ctx.req(ev, "t", int)
+        if not 0 <= t <= MAX_TIME_US:
+            raise ctx.err(ev, f"time {t} is out of range (0..{MAX_TIME_US} µs)")
         if t < t_prev:
             raise ctx.err(ev, f"time {t} goes backwards (previous event at {t_prev})")
         t_prev = t
+        ctx.typed(ev, "note", str)
         actions = [k for k in ("cm", "data", "raw", "non_roce", "malformed", "checkpoint") if k in ev]
         if len(actions) != 1:
             raise ctx.err(ev, "each event has exactly one of cm, data, raw, non_roce, malformed, checkpoint")
@@ -175,8 +203,7 @@ def check_options(ctx, options):
     if options.get("mode", "ideal") not in ("ideal", "p4"):
         raise ctx.err(options, f"mode must be ideal or p4, not {options.get('mode')!r}")
     for k in ("timewait_us", "cnp_interval_us"):
-        if k in options and (ctx.typed(options, k, int) < 0):
-            raise ctx.err(options, f"{k} must be >= 0")
+        _ranged(ctx, options, k, 0, MAX_TIME_US)
     if "geometry" not in options:
         return options
     g = ctx.typed(options, "geometry", dict)
@@ -218,6 +245,11 @@ def _validate_event(ctx, ev, action, conns):
             raise ctx.err(ev, "mraed must be REQ, REP or LAP")
         if msg == "REJ" and ev.get("rejected", "REQ") not in ("REQ", "REP", "OTHER"):
             raise ctx.err(ev, "rejected must be REQ, REP or OTHER")
+        for k, other in (("mraed", "MRA"), ("rejected", "REJ"), ("reason", "REJ"), ("service_timeout", "MRA")):
+            if k in ev and msg != other:
+                raise ctx.err(ev, f"{k!r} is for {other} messages only")
+        _ranged(ctx, ev, "reason", 0, 0xFFFF)
+        _ranged(ctx, ev, "service_timeout", 0, 31)
         for k in ("bad_icrc", "drop"):
             ctx.typed(ev, k, bool)
     elif action == "data":
@@ -225,15 +257,24 @@ def _validate_event(ctx, ev, action, conns):
             raise ctx.err(ev, f"unknown connection {ev['data']!r}")
         if ev.get("from", "host") not in ("host", "peer"):
             raise ctx.err(ev, "'from' must be host or peer")
-        if ctx.typed(ev, "count", int, 1) < 1:
-            raise ctx.err(ev, "count must be >= 1")
-        ctx.typed(ev, "gap_us", int)
+        count = _ranged(ctx, ev, "count", 1, 1 << 48, 1)
+        gap = _ranged(ctx, ev, "gap_us", 0, MAX_TIME_US, 1)
+        _ranged(ctx, ev, "payload_len", 0, MAX_PAYLOAD)
+        _ranged(ctx, ev, "opcode", 0, 0xFF)
+        _ranged(ctx, ev, "dqpn", 0, 0xFFFFFF)
         ctx.typed(ev, "ce", bool)
+        last = ev["t"] + (count - 1) * gap
+        if last > MAX_TIME_US:
+            raise ctx.err(ev, f"the last packet's time {last} is out of range (0..{MAX_TIME_US} µs): "
+                              "fewer packets or a smaller gap_us")
+        return last
     elif action == "raw":
         try:
-            bytes.fromhex(ctx.typed(ev, "raw", str))
+            raw = bytes.fromhex(ctx.typed(ev, "raw", str))
         except ValueError:
             raise ctx.err(ev, "raw must be hex bytes") from None
+        if len(raw) > 0xFFFF:
+            raise ctx.err(ev, f"raw frame of {len(raw)} bytes is too long (at most 65535)")
         if ev.get("port", "host") not in ("host", "net"):
             raise ctx.err(ev, "port must be host or net")
     elif action == "non_roce":
@@ -248,6 +289,7 @@ def _validate_event(ctx, ev, action, conns):
             raise ctx.err(ev, f"unknown connection {ev['conn']!r}")
     elif action == "checkpoint":
         ctx.typed(ev, "checkpoint", str)
+    return None
 
 
 # --- compiling to frames -------------------------------------------------------

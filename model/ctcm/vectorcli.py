@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from .errors import UsageError
 from .randgen import RandomParams, RandomScenario, generate_chunks, load_source
-from .scenario import scenario_packets, stream_scenario
+from .scenario import check_name, scenario_packets, stream_scenario
+from .yamlsrc import Ctx
 from .vectors import FORMATS, stream_vector
 
 # --- suite / CLI -------------------------------------------------------------------
@@ -66,8 +68,14 @@ def _formats(text: str) -> tuple[str, ...]:
     return formats
 
 
+def _outdir(out: str) -> None:
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out {out}: exists and is not a directory")
+
+
 def cmd_vectors(args) -> int:
     formats = _formats(args.formats)
+    _outdir(args.out)
     for path in args.scenarios:
         written = build_file(path, args.out, formats, args.quiet)
         if not args.quiet:
@@ -83,14 +91,22 @@ def cmd_random(args) -> int:
                          reject=args.reject, mra=args.mra, ce_ratio=args.ce_ratio, non_roce=args.non_roce,
                          malformed=args.malformed, ipv6=args.ipv6, duration_us=args.duration_us)
     except ValueError as e:
-        raise UsageError(str(e)) from None
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise UsageError(f"--out {args.out}: exists and is not a directory")
+        raise UsageError(re.sub(r"\b[a-z_]+\b", lambda m: "--" + m[0].replace("_", "-") if m[0] in _OPTIONS else m[0],
+                                str(e), count=2)) from None
+    try:
+        check_name(Ctx("--name", UsageError), None, args.name)
+    except UsageError as e:
+        raise UsageError(str(e)[len("--name: "):].replace("name", "--name", 1)) from None
+    _outdir(args.out)
     written = _random_vector(args.name, f"randomised: {p.to_dict()}", {"mode": args.mode}, p, args.out, formats,
                              args.quiet)
     if not args.quiet:
         print(f"{p.packets:,} packets requested -> {', '.join(written)}")
     return 0
+
+
+_OPTIONS = {"packets", "connections", "concurrency", "duration_us", "seed", "loss", "retransmit", "reject", "mra",
+            "ce_ratio", "non_roce", "malformed", "ipv6"}
 
 
 def add_cli_commands(sub) -> None:

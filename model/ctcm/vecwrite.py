@@ -38,7 +38,7 @@ class _Outputs:
         bad = set(formats) - set(FORMATS)
         if bad:
             raise ValueError(f"unknown vector format(s) {', '.join(sorted(bad))} (yaml, pcapng, hex)")
-        os.makedirs(outdir, exist_ok=True)
+        self.made = _makedirs(outdir)  # directories this made (removed again when nothing is committed)
         self.outdir, self.name = outdir, name
         self.final: dict[str, str] = {}
         self.tmp: dict[str, str] = {}
@@ -92,6 +92,7 @@ class _Outputs:
             os.chmod(tmp, mode)
             os.replace(tmp, self.final[suffix])
         self.tmp = {}
+        self.made = []
         self.discard()
         return list(self.final.values())
 
@@ -104,6 +105,10 @@ class _Outputs:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
         self.tmp, self.parts = {}, []
+        for d in reversed(self.made):
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
+        self.made = []
 
 
 class _Files:
@@ -287,6 +292,17 @@ class _PipeSender:
         self.thread.join()  # (a write under way ends: the child reads, or has gone and the pipe is broken)
         with contextlib.suppress(OSError):
             self.f.close()
+
+
+def _makedirs(d: str) -> list[str]:
+    """``os.makedirs(d, exist_ok=True)``; returns the directories it made, outermost first."""
+    made = []
+    p = os.path.abspath(d)
+    while not os.path.isdir(p):
+        made.append(p)
+        p = os.path.dirname(p)
+    os.makedirs(d, exist_ok=True)
+    return made[::-1]
 
 
 def _parallel(n: int) -> bool:
