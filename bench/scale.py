@@ -81,31 +81,36 @@ def run(cmd: list[str]) -> dict:
             "wall_s": round(wall, 2), "maxrss_kb": ru.ru_maxrss, "tree_kb": peak[0]}
 
 
-def one(n: int, workdir: str | None) -> list[dict]:
+def one(n: int, workdir: str | None, conns: int | None = None, conc: int | None = None) -> list[dict]:
     with tempfile.TemporaryDirectory(dir=workdir) as d:
-        conns, conc = max(100, n // 100), max(20, n // 1000)
+        conns, conc = conns or max(100, n // 100), conc or max(20, n // 1000)
         gen = run([CTCM, "random", "--packets", str(n), "--connections", str(conns), "--concurrency", str(conc),
                    "--out", d, "--quiet"])
         size = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
-        gen.update(kind="random", packets=n, bytes=size)
+        gen.update(kind="random", packets=n, bytes=size, connections=conns, concurrency=conc)
         cmp = run([CTCM, "compare", os.path.join(d, "stress.yaml"), "--observed",
                    os.path.join(d, "stress.expected.pcapng")])
-        cmp.update(kind="compare", packets=n)
+        cmp.update(kind="compare", packets=n, connections=conns, concurrency=conc)
         return [gen, cmp]
 
 
 def markdown(results: list[dict]) -> str:
-    rows = ["| command | packets | runs | wall time (s), median (min..max) | peak RSS, largest process (MB) "
-            "| peak RSS, process tree (MB) | files |",
-            "|---|---:|---:|---|---:|---:|---:|"]
-    keys = sorted({(r["kind"], r["packets"]) for r in results}, key=lambda k: (k[1], k[0] != "random"))
-    for kind, n in keys:
-        rs = [r for r in results if (r["kind"], r["packets"]) == (kind, n) and r["exit"] == 0]
+    rows = ["| command | packets | connections (at once) | runs | wall time (s), median (min..max) "
+            "| peak RSS, largest process (MB) | peak RSS, process tree (MB) | files |",
+            "|---|---:|---:|---:|---|---:|---:|---:|"]
+
+    def key(r):
+        n = r["packets"]
+        return r["kind"], n, r.get("connections", max(100, n // 100)), r.get("concurrency", max(20, n // 1000))
+
+    keys = sorted({key(r) for r in results}, key=lambda k: (k[2], k[1], k[0] != "random"))
+    for kind, n, conns, conc in keys:
+        rs = [r for r in results if key(r) == (kind, n, conns, conc) and r["exit"] == 0]
         if not rs:
             continue
         walls = [r["wall_s"] for r in rs]
         size = f"{rs[0]['bytes'] / 1e9:.2f} GB" if "bytes" in rs[0] else ""
-        rows.append(f"| `ctcm {kind}` | {n:,} | {len(rs)} | {statistics.median(walls):.1f} ({min(walls):.1f}.."
+        rows.append(f"| `ctcm {kind}` | {n:,} | {conns:,} ({conc:,}) | {len(rs)} | {statistics.median(walls):.1f} ({min(walls):.1f}.."
                     f"{max(walls):.1f}) | {max(r['maxrss_kb'] for r in rs) / 1024:.0f} | "
                     f"{max(r['tree_kb'] for r in rs) / 1024:.0f} | {size} |")
     return "\n".join(rows)
@@ -115,6 +120,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--packets", type=int, action="append", default=[])
     ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--connections", type=int, help="connections over the run (default packets / 100)")
+    ap.add_argument("--concurrency", type=int, help="connections alive at once (default packets / 1000)")
     ap.add_argument("--out", default="bench/scale.json")
     ap.add_argument("--workdir", default=None, help="where the temporary vectors go (default: $TMPDIR)")
     ap.add_argument("--markdown", action="store_true", help="print the table of --out and exit")
@@ -128,7 +135,7 @@ def main() -> int:
         return 0
     for n in a.packets:
         for _ in range(a.reps):
-            for r in one(n, a.workdir):
+            for r in one(n, a.workdir, a.connections, a.concurrency):
                 print(json.dumps(r), flush=True)
                 results.append(r)
                 with open(a.out, "w") as f:

@@ -435,9 +435,10 @@ def _expect_lines(f):
         raise _NotStreamable
 
 
-def iter_observed(path: str, port_map: dict | None = None, port: int | None = None, warn=None):
+def iter_observed(path: str, port_map: dict | None = None, port: int | None = None, warn=None, progress=None):
     """(port, frame) of the observed packets, in file order: a capture read
-    packet by packet, or a YAML file (read whole)."""
+    packet by packet, or a YAML file (read whole). ``progress(bytes read)``
+    is called now and then."""
     try:
         with open(path, "rb") as f:
             head = f.read(4)
@@ -451,7 +452,10 @@ def iter_observed(path: str, port_map: dict | None = None, port: int | None = No
     try:
         with CaptureReader(path) as r:
             warned = False
-            for _ts, iface, frame, _wire in r:
+            tell = r.f.tell
+            for n, (_ts, iface, frame, _wire) in enumerate(r):
+                if progress is not None and not n & 0x3FFF:
+                    progress(tell())
                 if warn and port is not None and not warned and len(r.interfaces) > 1 and not port_map:
                     warn(f"--port {port} ignored: {path} has {len(r.interfaces)} interfaces "
                          "(each is named p<port>, or give --port-map)")
@@ -656,25 +660,49 @@ def _warn(msg: str) -> None:
 
 
 def compare_files(vector: str, observed: str, port_map: dict | None = None, port: int | None = None,
-                  warn=None) -> Report:
+                  warn=None, progress=None) -> Report:
     """``ctcm compare``: a vector YAML against observed packets, streamed when
     the vector is in the form ctcm writes (else read whole); the same report
     either way."""
     if port is not None and port < 0:
         raise OracleError(f"--port must be >= 0, not {port}")
 
-    def obs():
-        return iter_observed(observed, port_map, port, warn)
-
     try:
-        return compare_streams(iter_expected(vector), obs(), observed_again=lambda: iter_observed(observed, port_map, port))
+        return compare_streams(iter_expected(vector), iter_observed(observed, port_map, port, warn, progress),
+                               observed_again=lambda: iter_observed(observed, port_map, port))
     except _NotStreamable:
         pass
     return compare(load_expected(vector), load_observed(observed, port_map, port))
 
 
+def _progress_bar(path: str):
+    """A tqdm bar over the observed file's bytes on a terminal (rate, ETA); else nothing."""
+    import os
+
+    if os.environ.get("CI") or not sys.stderr.isatty():
+        return None, lambda: None
+    try:
+        total = os.path.getsize(path)
+    except OSError:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc="compare", unit="B", unit_scale=True, leave=False, file=sys.stderr)
+    state = {"n": 0}
+
+    def update(n):
+        bar.update(n - state["n"])
+        state["n"] = n
+
+    return update, bar.close
+
+
 def cmd_compare(args) -> int:
-    rep = compare_files(args.vector, args.observed, _port_map(args.port_map), args.port, _warn)
+    update, close = _progress_bar(args.observed)
+    try:
+        rep = compare_files(args.vector, args.observed, _port_map(args.port_map), args.port, _warn, update)
+    finally:
+        close()
     if args.json:
         json.dump(rep.to_dict(), sys.stdout, indent=2)
         print()
