@@ -16,25 +16,9 @@ import struct
 import sys
 import time
 
-from .modelsw import PACKET_OUTGOING, open_port
+from .modelsw import open_port, recv_tagged
 
 _GLOBAL = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
-
-
-def _recv(s):
-    import socket
-
-    from .modelsw import _AUX, PACKET_AUXDATA, SOL_PACKET, TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID
-
-    data, anc, _f, addr = s.recvmsg(65536, socket.CMSG_SPACE(_AUX.size))
-    for level, typ, cdata in anc:
-        if level == SOL_PACKET and typ == PACKET_AUXDATA and len(cdata) >= _AUX.size:
-            status, _l, _sl, _mac, _net, tci, tpid = _AUX.unpack_from(cdata)
-            if tci or status & TP_STATUS_VLAN_VALID:
-                if not (tpid or status & TP_STATUS_VLAN_TPID_VALID):
-                    tpid = 0x8100
-                data = data[:12] + struct.pack("!HH", tpid, tci) + data[12:]
-    return data, addr[2] == PACKET_OUTGOING
 
 
 def main(argv=None) -> int:
@@ -63,7 +47,7 @@ def main(argv=None) -> int:
         for fd in ready:
             while True:
                 try:
-                    frame, _out = _recv(socks[fd])
+                    frame, _out = recv_tagged(socks[fd])
                 except BlockingIOError:
                     break
                 t = time.time()

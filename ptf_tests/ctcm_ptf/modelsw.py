@@ -53,9 +53,13 @@ def open_port(ifname: str) -> socket.socket:
 
 def recv_frame(s: socket.socket):
     """One frame with its VLAN tag restored; None for our own outgoing frames."""
+    data, outgoing = recv_tagged(s)
+    return None if outgoing else data
+
+
+def recv_tagged(s: socket.socket):
+    """(frame with its VLAN tag put back from the kernel's auxdata, sent by this host?)."""
     data, anc, _flags, addr = s.recvmsg(65536, socket.CMSG_SPACE(_AUX.size))
-    if addr[2] == PACKET_OUTGOING:
-        return None
     for level, typ, cdata in anc:
         if level == SOL_PACKET and typ == PACKET_AUXDATA and len(cdata) >= _AUX.size:
             status, _l, _sl, _mac, _net, tci, tpid = _AUX.unpack_from(cdata)
@@ -63,7 +67,7 @@ def recv_frame(s: socket.socket):
                 if not (tpid or status & TP_STATUS_VLAN_TPID_VALID):
                     tpid = 0x8100
                 data = data[:12] + struct.pack("!HH", tpid, tci) + data[12:]
-    return data
+    return data, addr[2] == PACKET_OUTGOING
 
 
 class Switch:
