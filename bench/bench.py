@@ -344,8 +344,8 @@ def vector_row(args):
     print(f"vector generation: {', '.join(f'{r:.1f}' for r in runs)} s", flush=True)
     return (f"vector generation, {n:,}-packet random scenario: `ctcm random` (s)", f"{statistics.median(runs):.1f}",
             "s", "<= 20", f"whole command, 5 files, {size / 1e9:.2f} GB; spread {min(runs):.1f}..{max(runs):.1f} over "
-            f"{len(runs)} runs; in one process: generate {t1 - t0:.1f} + run and write {t2 - t1:.1f} (stimulus files "
-            f"written during the run, expected files and a quarter of the YAML by a forked process)")
+            f"{len(runs)} runs; in one process: generate {t1 - t0:.1f} + run and write {t2 - t1:.1f} (streamed in "
+            f"chunks: a forked process writes the pcapng and hex files while this one writes the YAML)")
 
 
 def mixed_trace(n: int, seed: int = 4):
