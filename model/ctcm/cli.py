@@ -11,8 +11,10 @@ import ipaddress
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 
 from . import __version__, spec
 from .cnp import fill_cnp_template, generate_cnp
@@ -369,9 +371,15 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _terminated(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds like Ctrl-C: temporary files removed
+
+
 def main(argv=None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         return args.func(args)
     except UsageError as e:

@@ -161,19 +161,28 @@ class _Files:
 _MSG = struct.Struct("<Q")
 
 
+# The files this process writes itself when a forked process writes the others
+# (the rest of the work here: generating and running the stimulus, and pickling
+# the chunks for the pipe); chosen so that both processes are about as busy.
+_HERE = (".stimulus.hex",)
+
+
 class StreamWriter:
     """Writes the files of a vector chunk by chunk (:meth:`feed` run records,
     then :meth:`finish` once the run is over), so memory does not grow with
-    the vector. With ``parallel``, a forked process writes the pcapng and hex
-    files from chunks it is sent through a pipe while this one writes the
-    YAML file. The bytes are the same either way (tested)."""
+    the vector. With ``parallel``, a forked process writes most files (the
+    YAML file among them) from the chunks it is sent through a pipe, while
+    this one generates and runs the next chunks. The bytes are the same
+    either way (tested)."""
 
     def __init__(self, out: _Outputs, renderer: Renderer, parallel: bool):
         self.out = out
+        self.renderer = renderer
         wanted = [s for s in SUFFIXES if out.path(s)]
-        others = [s for s in wanted if s != ".yaml"]
+        here = [s for s in wanted if s in _HERE]
+        others = [s for s in wanted if s not in here]
         self.pipe = None
-        if parallel and ".yaml" in wanted and others:
+        if parallel and len(wanted) > 1 and others:
             rfd, wfd = os.pipe()
 
             def child():
@@ -185,10 +194,11 @@ class StreamWriter:
                         if len(head) < _MSG.size:  # the writer gave up: say nothing, write nothing
                             files.abort()
                             os._exit(3)
-                        n = _MSG.unpack(head)[0]
-                        if not n:
+                        kind, data = pickle.loads(src.read(_MSG.unpack(head)[0]))
+                        if kind == "end":  # the snapshots, for the YAML tail
+                            renderer.vec.checkpoints, renderer.vec.final = data
                             break
-                        files.feed(pickle.loads(src.read(n)))
+                        files.feed(data)
                 files.finish()
 
             try:
@@ -199,7 +209,7 @@ class StreamWriter:
             finally:
                 os.close(rfd)
             self.pipe = _PipeSender(wfd)
-            wanted = [".yaml"]
+            wanted = here
         self.files = None
         try:
             self.files = _Files(out, renderer, wanted)
@@ -217,15 +227,18 @@ class StreamWriter:
     def feed(self, packets: list) -> None:
         if self.pipe is not None:
             try:
-                self.pipe.send(packets)
+                self.pipe.send(("chunk", packets))
             except BrokenPipeError as e:
                 self._child_failed(e)
         self.files.feed(packets)
 
     def finish(self) -> None:
+        """The run is over (the renderer's vector has its checkpoints and final snapshot)."""
         self.files.finish()
         if self.pipe is not None:
             try:
+                vec = self.renderer.vec
+                self.pipe.send(("end", (vec.checkpoints, vec.final)))
                 self.pipe.close()
             except BrokenPipeError as e:
                 self._child_failed(e)
@@ -270,13 +283,12 @@ class _PipeSender:
         self.q.put(packets)
 
     def close(self) -> None:
-        """Send the end mark and wait until everything is written."""
+        """Wait until everything is sent."""
         self.q.put(None)
         self.thread.join()
         try:
             if self.error is not None:
                 raise self.error
-            self.f.write(_MSG.pack(0))
             self.f.flush()
         finally:
             with contextlib.suppress(OSError):

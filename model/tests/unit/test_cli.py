@@ -170,3 +170,38 @@ def test_console_script_flushes_and_keeps_the_exit_status(tmp_path):
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 600, (r.returncode, r.stderr)
     r = subprocess.run([exe, "random", "--packets", "0", "--out", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("ctcm random: --packets must be"), r.stderr
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_interrupted_random_leaves_no_files(tmp_path, sig):
+    """Ctrl-C (SIGINT to the process group) or SIGTERM while a large vector is
+    being written: the command ends at once, no file (not even the directory
+    it made) is left."""
+    import signal
+    import time
+
+    exe = os.path.join(os.path.dirname(sys.executable), "ctcm")
+    if not os.path.exists(exe):
+        pytest.skip("the ctcm console script is not installed next to this Python")
+    out = tmp_path / "o"
+
+    def default_sigint():  # (a background job may start with SIGINT ignored)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    p = subprocess.Popen([exe, "random", "--packets", "2000000", "--out", str(out), "--quiet"],
+                         preexec_fn=default_sigint, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not (out.exists() and any(n.startswith(".tmp-") for n in os.listdir(out))):
+            time.sleep(0.1)
+        time.sleep(1.0)  # well into writing
+        if sig == "SIGINT":
+            os.killpg(p.pid, signal.SIGINT)
+        else:
+            p.send_signal(signal.SIGTERM)
+        code = p.wait(30)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert code == (130 if sig == "SIGINT" else 143), p.stderr.read()
+    assert not out.exists(), os.listdir(out)
