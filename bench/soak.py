@@ -57,7 +57,7 @@ def soak(mode: str, packets: int, seed: int, rows: list) -> bool:
             if n >= packets:
                 break
     c = pipe.counters
-    accounted = c["not_roce"] + c["roce"] + c["cm"] + c["malformed"] + c["dropped_unknown_port"]
+    accounted = c["not_roce"] + c["roce"] + c["cm"] + c["malformed"] + c["unsupported"] + c["dropped_unknown_port"]
     ok = accounted == c["packets"] == n
     print(f"done: {n:,} packets, accounted {accounted:,}: {'OK' if ok else 'MISMATCH'}; RSS {rss_mb():.1f} MiB")
     rows.append((mode, "done", f"{n:,} packets, {accounted:,} accounted in the counters: {'OK' if ok else 'MISMATCH'}"))

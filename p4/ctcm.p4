@@ -24,12 +24,6 @@
 #include "include/generated/headers.p4"
 #include "include/generated/transitions.p4"
 
-// classify() results (ctcm.packet: NOT_ROCE, ROCE, CM, MALFORMED)
-#define KIND_NOT_ROCE 0
-#define KIND_ROCE 1
-#define KIND_CM 2
-#define KIND_MALFORMED 3
-
 #define MAX_IPV4_OPTION_WORDS 10
 #define CLONE_FIELDS 1              // @field_list index preserved into the CNP clone
 #define INSTANCE_TYPE_INGRESS_CLONE 1
@@ -170,6 +164,8 @@ control CtcmIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
                 ctcm_counters.count(CTR_NOT_ROCE);
             } else if (meta.kind == KIND_MALFORMED) {
                 ctcm_counters.count(CTR_MALFORMED);
+            } else if (meta.kind == KIND_UNSUPPORTED) {
+                ctcm_counters.count(CTR_UNSUPPORTED);           // "unsupported: QinQ / IPv6 extension header"
             } else if (meta.kind == KIND_CM) {
                 ctcm_counters.count(CTR_CM);
                 bit<1> icrc_ok;

@@ -33,7 +33,7 @@ import sys
 from . import headers as H
 from . import spec
 from .fields import Header
-from .spec import TRANSITIONS, Counter, Direction, Flag, Geometry, Msg, Outcome, Result, State
+from .spec import TRANSITIONS, Counter, Direction, Flag, Geometry, Kind, Msg, Outcome, Result, State
 
 __all__ = ["generate", "check", "build", "geometries_in_use", "geometry_defines", "main"]
 
@@ -98,6 +98,7 @@ def constants_p4() -> str:
         "",
         "// --- enums (spec.py) ---",
     ]
+    out += _defines("KIND_", Kind) + [""]
     out += _defines("DIR_", Direction) + [""]
     out += _defines("STATE_", State) + [""]
     out += _defines("MSG_", Msg) + ["#define MSG_NONE 15  // not a tracked message (ignored)", ""]
@@ -110,8 +111,10 @@ def constants_p4() -> str:
     out += ["// --- CM attribute IDs (headers.py) ---"]
     out += [f"#define ATTR_{n} 0x{a:04x}" for a, n in sorted(H.CM_ATTR_NAMES.items())] + [""]
     out += ["// --- protocol numbers (spec.py) ---"]
-    for n in ("ETH_P_IPV4", "ETH_P_IPV6", "ETH_P_8021Q"):
+    for n in ("ETH_P_IPV4", "ETH_P_IPV6", "ETH_P_8021Q", "ETH_P_8021AD"):
         out.append(f"#define {n} 0x{getattr(spec, n):04x}")
+    out.append("// select cases: the IPv6 extension headers the parser does not follow (spec.IPV6_EXTENSION_HEADERS)")
+    out.append("#define IPV6_EXTENSION_HEADER_CASES(state) " + " ".join(f"{v}: state;" for v in spec.IPV6_EXTENSION_HEADERS))
     for n in ("IPPROTO_UDP", "ROCEV2_PORT", "QP1", "MAD_BASE_VERSION", "CM_CLASS_VERSION", "ECN_CE", "ICRC_LENGTH"):
         out.append(f"#define {n} {getattr(spec, n)}")
     for n in ("OPCODE_RC_SEND_ONLY", "OPCODE_UD_SEND_ONLY", "OPCODE_CNP", "MGMT_CLASS_CM", "MAD_METHOD_SEND"):

@@ -20,22 +20,22 @@ import struct
 from . import headers as H
 from .icrc import icrc, icrc_bytes
 from .spec import (
-    CM_CLASS_VERSION, ECN_CE, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, GSI_QKEY, ICRC_LENGTH, IPPROTO_UDP,
+    CM_CLASS_VERSION, ECN_CE, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, GSI_QKEY, ICRC_LENGTH, IPPROTO_UDP,
     MAD_BASE_VERSION, MAD_METHOD_SEND, MGMT_CLASS_CM, OPCODE_CNP, OPCODE_RC_SEND_ONLY, OPCODE_UD_SEND_ONLY, QP1,
-    ROCEV2_PORT,
+    ROCEV2_PORT, IPV6_EXTENSION_HEADERS, Kind,
 )  # protocol numbers: shared with the batch classifier and the P4 parser
 
 __all__ = [
-    "NOT_ROCE", "ROCE", "CM", "MALFORMED", "KIND_NAMES",
+    "NOT_ROCE", "ROCE", "CM", "MALFORMED", "UNSUPPORTED", "KIND_NAMES",
     "Parsed", "classify", "Decoded", "decode",
     "build_roce", "build_cm", "ip_cm_private_data", "ipv4_checksum",
     "ROCEV2_PORT", "OPCODE_UD_SEND_ONLY", "OPCODE_RC_SEND_ONLY", "OPCODE_CNP", "GSI_QKEY",
     "MGMT_CLASS_CM", "QP1",
 ]
 
-# Classification results.
-NOT_ROCE, ROCE, CM, MALFORMED = 0, 1, 2, 3
-KIND_NAMES = {NOT_ROCE: "not-roce", ROCE: "roce", CM: "cm", MALFORMED: "malformed"}
+# Classification results (spec.Kind).
+NOT_ROCE, ROCE, CM, MALFORMED, UNSUPPORTED = (int(k) for k in Kind)
+KIND_NAMES = {NOT_ROCE: "not-roce", ROCE: "roce", CM: "cm", MALFORMED: "malformed", UNSUPPORTED: "unsupported"}
 
 # Offsets taken from the field tables (written once, there).
 _DQPN = H.BTH["dqpn"].byte
@@ -112,6 +112,8 @@ def _classify(buf) -> Parsed:
             return _malformed("truncated 802.1Q tag")
         et = buf[16] << 8 | buf[17]
         l3 = 18
+    if et == ETH_P_8021AD or et == ETH_P_8021Q:
+        return Parsed(UNSUPPORTED, "QinQ: stacked VLAN tags are not followed")
     if et == ETH_P_IPV4:
         if n < l3 + 20:
             return _malformed("truncated IPv4 header", l3=l3, ip_version=4)
@@ -140,6 +142,8 @@ def _classify(buf) -> Parsed:
         if ip_end > n:
             return _malformed("IPv6 payload length does not fit the frame", l3=l3, ip_version=6)
         if buf[l3 + 6] != IPPROTO_UDP:
+            if buf[l3 + 6] in IPV6_EXTENSION_HEADERS:
+                return Parsed(UNSUPPORTED, f"IPv6 extension header {buf[l3 + 6]}: not followed", l3=l3, ip_version=6)
             return Parsed(NOT_ROCE, "not UDP", l3=l3, ip_version=6)
         ipv = 6
         l4 = l3 + 40
@@ -241,6 +245,8 @@ def _summary_end(parts: list, icrc_ok, p: Parsed) -> str:
         parts.append(f"MALFORMED: {p.reason}")
     elif p.kind == NOT_ROCE:
         parts.append(f"not RoCE ({p.reason})")
+    elif p.kind == UNSUPPORTED:
+        parts.append(f"UNSUPPORTED: {p.reason}")
     return " | ".join(parts) if parts else "empty"
 
 

@@ -5,7 +5,9 @@ One pass per packet, in this order (the P4 program follows the same order):
 1. The ingress port must be in the port map (host-side port <-> network-side
    port); a packet from an unmapped port is dropped and counted.
 2. Every packet is forwarded unchanged to the peer port (first output).
-3. ``classify``: malformed frames are counted (and forwarded); CM MADs have
+3. ``classify``: malformed frames are counted (and forwarded), so are
+   frames with headers not followed (QinQ, IPv6 extension headers:
+   ``unsupported``); CM MADs have
    their ICRC checked: a bad ICRC is counted and the MAD changes no state;
    good CM MADs update the tracker, direction taken from the ingress port
    (host side = FROM_HOST).
@@ -35,7 +37,7 @@ from .cnp import CnpGenerator, fill_cnp_template
 from .config import Config
 from .gcpause import gc_paused
 from .icrc import verify_icrc
-from .packet import CM, ECN_CE, MALFORMED, NOT_ROCE, OPCODE_CNP, ROCE, classify, ip_src_dst
+from .packet import CM, ECN_CE, MALFORMED, NOT_ROCE, OPCODE_CNP, ROCE, UNSUPPORTED, classify, ip_src_dst
 from .spec import PIPELINE_COUNTERS, Counter, Direction
 from .tracker import Tracker, normalize_ip
 
@@ -182,21 +184,23 @@ class Pipeline:
         fwd = fast & known
         c = self._counters
         n_fast, n_fwd = int(np.count_nonzero(fast)), int(np.count_nonzero(fwd))
-        by_kind = np.bincount(kind[fwd], minlength=4).tolist()
+        by_kind = np.bincount(kind[fwd], minlength=5).tolist()
         c[Counter.PACKETS] += n_fast
         c[Counter.FORWARDED] += n_fwd
         c[Counter.DROPPED_UNKNOWN_PORT] += n_fast - n_fwd
         c[Counter.NOT_ROCE] += by_kind[NOT_ROCE]
         c[Counter.ROCE] += by_kind[ROCE]
         c[Counter.MALFORMED] += by_kind[MALFORMED]
+        c[Counter.UNSUPPORTED] += by_kind[UNSUPPORTED]
         c[Counter.CM] += by_kind[CM]  # 0: CM MADs from mapped ports are all on the slow path
         special = {}
         if n_fast != n_fwd:
             for i in np.flatnonzero(~known).tolist():
                 special[i] = Result([], [], _dropped(items[i][0]))
-        if by_kind[MALFORMED]:
-            for i in np.flatnonzero(fwd & (kind == MALFORMED)).tolist():
-                special[i] = Result([(int(egress[i]), bytes(frames[i]))], [], f"malformed: {res.parsed(i).reason}")
+        for k, what in ((MALFORMED, "malformed"), (UNSUPPORTED, "unsupported")):
+            if by_kind[k]:
+                for i in np.flatnonzero(fwd & (kind == k)).tolist():
+                    special[i] = Result([(int(egress[i]), bytes(frames[i]))], [], f"{what}: {res.parsed(i).reason}")
         # State: in stimulus order, the reference path.
         process = self.process
         todo = np.flatnonzero(slow).tolist()
@@ -239,6 +243,9 @@ class Pipeline:
         if kind == MALFORMED:
             c[Counter.MALFORMED] += 1
             return Result(out, [], f"malformed: {p.reason}")
+        if kind == UNSUPPORTED:  # QinQ, IPv6 extension headers: forwarded, counted, not looked into
+            c[Counter.UNSUPPORTED] += 1
+            return Result(out, [], f"unsupported: {p.reason}")
         if kind == CM:
             c[Counter.CM] += 1
             if not verify_icrc(frame, p.l3, p.end):

@@ -23,7 +23,7 @@ import zlib
 from dataclasses import asdict, dataclass
 
 __all__ = [
-    "Direction", "State", "Msg", "Outcome", "Result", "Flag", "Counter", "TRANSITIONS", "PRE_ESTABLISHED",
+    "Kind", "Direction", "State", "Msg", "Outcome", "Result", "Flag", "Counter", "TRANSITIONS", "PRE_ESTABLISHED",
     "Geometry", "KEY_LAYOUTS", "active_key", "passive_key", "flow_key", "bucket_of", "V4_MAPPED_PREFIX",
     "next_of",
 ]
@@ -32,6 +32,7 @@ __all__ = [
 ETH_P_IPV4 = 0x0800
 ETH_P_IPV6 = 0x86DD
 ETH_P_8021Q = 0x8100
+ETH_P_8021AD = 0x88A8   # QinQ outer tag: not supported (Kind.UNSUPPORTED)
 IPPROTO_UDP = 17
 ROCEV2_PORT = 4791
 OPCODE_RC_SEND_ONLY = 0x04
@@ -45,6 +46,10 @@ CM_CLASS_VERSION = 2
 MAD_METHOD_SEND = 0x03
 ECN_CE = 3
 ICRC_LENGTH = 4
+#: IPv6 next-header values of extension headers (hop-by-hop, routing, fragment,
+#: ESP, AH, destination options, mobility, HIP, shim6, experimental): a packet
+#: with one before UDP is not followed (Kind.UNSUPPORTED), as in the P4 parser.
+IPV6_EXTENSION_HEADERS = (0, 43, 44, 50, 51, 60, 135, 139, 140, 253, 254)
 
 # --- CNP template (the C library's ctcm_fill_cnp_template) -------------------------
 CNP_TOS = 0xC2          # DSCP 48 (CS6) + ECT(0)
@@ -57,6 +62,16 @@ TIMEWAIT_US = 1_000_000
 
 
 # --- enums --------------------------------------------------------------------------
+
+class Kind(enum.IntEnum):
+    """What the classifier (and the P4 parser) makes of a frame."""
+
+    NOT_ROCE = 0
+    ROCE = 1
+    CM = 2
+    MALFORMED = 3
+    UNSUPPORTED = 4  # RoCE may be inside, behind headers not followed: QinQ, IPv6 extension headers
+
 
 class Direction(enum.IntEnum):
     """Who sent a message: the local host or the network."""
@@ -147,41 +162,42 @@ class Counter(enum.IntEnum):
     ROCE = 4
     CM = 5
     MALFORMED = 6
-    ICRC_ERRORS = 7
-    CE_PACKETS = 8
-    CE_UNTRACKED = 9
-    CNP_SENT = 10
-    CNP_SUPPRESSED = 11
+    UNSUPPORTED = 7
+    ICRC_ERRORS = 8
+    CE_PACKETS = 9
+    CE_UNTRACKED = 10
+    CNP_SENT = 11
+    CNP_SUPPRESSED = 12
     # the tracker's: CM messages by attribute
-    CM_REQ = 12
-    CM_MRA = 13
-    CM_REJ = 14
-    CM_REP = 15
-    CM_RTU = 16
-    CM_DREQ = 17
-    CM_DREP = 18
-    CM_SIDR_REQ = 19
-    CM_SIDR_REP = 20
-    CM_LAP = 21
-    CM_APR = 22
-    CM_OTHER = 23
+    CM_REQ = 13
+    CM_MRA = 14
+    CM_REJ = 15
+    CM_REP = 16
+    CM_RTU = 17
+    CM_DREQ = 18
+    CM_DREP = 19
+    CM_SIDR_REQ = 20
+    CM_SIDR_REP = 21
+    CM_LAP = 22
+    CM_APR = 23
+    CM_OTHER = 24
     # results (in Result order)
-    NEW = 24
-    TRANSITION = 25
-    RETRANSMISSION = 26
-    UNEXPECTED = 27
-    UNKNOWN = 28
-    REFUSED = 29
-    IGNORED = 30
+    NEW = 25
+    TRANSITION = 26
+    RETRANSMISSION = 27
+    UNEXPECTED = 28
+    UNKNOWN = 29
+    REFUSED = 30
+    IGNORED = 31
     # tables
-    REMOVED = 31
-    TIMEWAIT_EXPIRED = 32
-    TABLE_REFUSALS = 33
-    FLOW_INSERTS = 34
-    FLOW_REMOVALS = 35
-    FLOW_REFUSALS = 36
-    FLOW_CONFLICTS = 37
-    FLOW_ZERO_QPN = 38
+    REMOVED = 32
+    TIMEWAIT_EXPIRED = 33
+    TABLE_REFUSALS = 34
+    FLOW_INSERTS = 35
+    FLOW_REMOVALS = 36
+    FLOW_REFUSALS = 37
+    FLOW_CONFLICTS = 38
+    FLOW_ZERO_QPN = 39
 
     @property
     def tracker(self) -> bool:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from array import array
 
 import numpy as np
@@ -252,14 +253,31 @@ def _nb_flow_find(T, G, ip16, qpn):
 _COMPILED = None
 
 
+def _cache_dir(base: str) -> str:
+    """``base`` (NUMBA_CACHE_DIR, else ~/.cache/ctcm-numba) / fingerprint of the
+    machine's sources (spec, machine, storage)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for mod in (spec, machine, sys.modules[__name__]):
+        with open(mod.__file__, "rb") as f:
+            h.update(f.read())
+    root = base or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ctcm-numba")
+    return os.path.join(root, h.hexdigest()[:16])
+
+
 def compiled():
-    """The p4 machine compiled by numba (once per process; numba caches it on
-    disk): a namespace with ``track_batch`` and the rest."""
+    """The p4 machine compiled by numba (once per process; cached on disk per
+    fingerprint of its sources): a namespace with ``track_batch`` and the rest."""
     global _COMPILED, CRC_TABLE
     if _COMPILED is None:
         import numba  # optional (the 'fast' extra): imported on the first compile
 
         CRC_TABLE = _crc_table()
+        # numba's on-disk cache is keyed on the defining file (machine.py) alone,
+        # but the constants this code reads come from spec.py: a cache directory
+        # per fingerprint of the sources, so a changed spec never loads stale code.
+        numba.config.CACHE_DIR = _cache_dir(numba.config.CACHE_DIR)
         opts = dict(cache=True, nogil=True)
         helpers = {}
         for name in ("_nb_crc_byte", "_nb_crc_int", "_nb_crc_ip", "_nb_crc_end", "_nb_crc", "_nb_ip_eq", "_nb_ip_word", "_nb_ip_set", "_nb_slot_ip_eq", "_nb_active_base", "_nb_passive_base",
@@ -276,6 +294,6 @@ def compiled():
         g = b.globals
         for name in machine.FUNCTIONS:  # inlined into track_batch: no call overhead per message
             if not isinstance(g[name], numba.core.registry.CPUDispatcher):
-                g[name] = numba.njit(**({} if name == "track_batch" else {"inline": "always"}), **opts)(g[name])
+                g[name] = numba.njit(**opts)(g[name])
         _COMPILED = type(b)(**{n: g[n] for n in machine.FUNCTIONS})
     return _COMPILED

@@ -53,6 +53,8 @@ parser CtcmParser(packet_in pkt, out headers_t hdr, inout meta_t meta, inout sta
         transition select(meta.ethertype) {
             ETH_P_IPV4: check_ipv4;
             ETH_P_IPV6: check_ipv6;
+            ETH_P_8021Q: unsupported;               // "QinQ: stacked VLAN tags are not followed"
+            ETH_P_8021AD: unsupported;
             default: accept;                        // NOT_ROCE: "ethertype ..."
         }
     }
@@ -129,6 +131,7 @@ parser CtcmParser(packet_in pkt, out headers_t hdr, inout meta_t meta, inout sta
     state ipv6_fits {
         transition select(hdr.ipv6.next_header) {
             IPPROTO_UDP: check_udp;
+            IPV6_EXTENSION_HEADER_CASES(unsupported)  // "IPv6 extension header N: not followed"
             default: accept;                        // NOT_ROCE: "not UDP"
         }
     }
@@ -199,6 +202,11 @@ parser CtcmParser(packet_in pkt, out headers_t hdr, inout meta_t meta, inout sta
 
     state malformed {
         meta.kind = KIND_MALFORMED;
+        transition accept;
+    }
+
+    state unsupported {
+        meta.kind = KIND_UNSUPPORTED;
         transition accept;
     }
 }

@@ -263,6 +263,29 @@ class MalformedPassThrough(CtcmTest):
         self.replay_vector(vec)
 
 
+class UnsupportedHeadersPassThrough(CtcmTest):
+    """QinQ (802.1ad outer tag) and an IPv6 extension header before UDP: headers the
+    pipeline does not follow. Forwarded unchanged, counted as ``unsupported``, never
+    looked into: no CNP although the RoCE inside is CE on a tracked flow."""
+
+    def runTest(self):
+        from scapy.contrib.roce import BTH
+        from scapy.layers.inet import IP, UDP
+        from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop
+        from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
+        from scapy.packet import Raw
+
+        roce = UDP(sport=0xC000, dport=4791, chksum=0) / BTH(opcode=4, dqpn=0x201) / Raw(bytes(36))
+        eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+        qinq = eth / Dot1AD(vlan=10) / Dot1Q(vlan=20) / IP(src="10.0.0.1", dst="10.0.0.2", tos=3) / roce
+        v6ext = eth / IPv6(src="fd00::1", dst="fd00::2", tc=3) / IPv6ExtHdrHopByHop() / roce
+        vec = self.model(OPEN_C1 + f"- {{t: 100, raw: '{bytes(qinq).hex()}', port: host}}\n"
+                                   f"- {{t: 110, raw: '{bytes(v6ext).hex()}', port: host}}", C1)
+        self.assert_cnps(vec, {4: None, 5: None})
+        self.assertEqual(vec.final["counters"]["unsupported"], 2)
+        self.replay_vector(vec)
+
+
 class BadIcrcChangesNothing(CtcmTest):
     """A REQ with a wrong ICRC opens nothing; a DREQ with one closes nothing."""
 

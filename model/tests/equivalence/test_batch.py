@@ -23,6 +23,14 @@ def corpus(seed: int, n: int = 300):
         elif x < 0.9:
             f = build_roce(src, dst, {"opcode": r.choice([4, 0x0a, 0x64, 0x81, 0x11]), "dqpn": r.choice([1, 5, 0xABCDEF])},
                            r.randbytes(r.choice([0, 16, 64, 256, 264])), **kw)
+        elif x < 0.95:  # headers not followed: QinQ, IPv6 extension headers (UNSUPPORTED)
+            f = build_roce(src, dst, {"opcode": 4, "dqpn": 5}, bytes(16), **kw)
+            if v6:
+                nh = (18 if kw["vlan"] else 14) + 6  # the IPv6 next header
+                f = f[:nh] + bytes([r.choice([0, 43, 44, 60, 6])]) + f[nh + 1:]
+            else:
+                f = f[:12] + bytes.fromhex(r.choice(["88a8", "8100"])) + f[12:] if kw["vlan"] else \
+                    f[:12] + bytes.fromhex("88a80009") + f[12:]
         else:
             f = r.randbytes(r.randrange(0, 200))
         f = bytearray(f)

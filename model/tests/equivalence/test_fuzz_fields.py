@@ -92,7 +92,7 @@ def test_mutated_traffic_through_the_pipeline(seed, mode):
     assert two.snapshot() == one.snapshot()
     c = one.counters
     assert c["packets"] == len(items)
-    assert c["not_roce"] + c["roce"] + c["cm"] + c["malformed"] + c["dropped_unknown_port"] == c["packets"]
+    assert c["not_roce"] + c["roce"] + c["cm"] + c["malformed"] + c["unsupported"] + c["dropped_unknown_port"] == c["packets"]
     assert c["forwarded"] == c["packets"] - c["dropped_unknown_port"]
     assert c["cnp_sent"] + c["cnp_suppressed"] + c["ce_untracked"] == c["ce_packets"]
     # every CM MAD with a good ICRC reached the tracker, and got exactly one result

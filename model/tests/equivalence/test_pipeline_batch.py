@@ -39,7 +39,7 @@ def check_same(ref_pipe, pipe):
 
 
 def accounted(c):
-    assert c["not_roce"] + c["roce"] + c["cm"] + c["malformed"] + c["dropped_unknown_port"] == c["packets"]
+    assert c["not_roce"] + c["roce"] + c["cm"] + c["malformed"] + c["unsupported"] + c["dropped_unknown_port"] == c["packets"]
     assert c["forwarded"] == c["packets"] - c["dropped_unknown_port"]
     assert c["cnp_sent"] + c["cnp_suppressed"] + c["ce_untracked"] == c["ce_packets"]
 

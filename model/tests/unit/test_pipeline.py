@@ -156,6 +156,61 @@ def test_pipeline_fuzz_accounts_for_every_packet(steps):
         pipe.process(port, bytes(f), t)
     c = pipe.counters
     assert c["packets"] == len(steps)
-    assert c["not_roce"] + c["roce"] + c["cm"] + c["malformed"] + c["dropped_unknown_port"] == c["packets"]
+    assert c["not_roce"] + c["roce"] + c["cm"] + c["malformed"] + c["unsupported"] + c["dropped_unknown_port"] == c["packets"]
     assert c["forwarded"] == c["packets"] - c["dropped_unknown_port"]
     assert c["cnp_sent"] + c["cnp_suppressed"] + c["ce_untracked"] == c["ce_packets"]
+
+
+# --- headers not followed: QinQ and IPv6 extension headers (frames built by scapy) ---
+from scapy.contrib.roce import BTH  # noqa: E402
+from scapy.layers.inet6 import IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting  # noqa: E402
+from scapy.layers.l2 import Dot1AD  # noqa: E402
+from scapy.packet import Raw  # noqa: E402
+
+from ctcm.packet import UNSUPPORTED, classify, decode  # noqa: E402
+
+
+def _roce_ce(l3):
+    return bytes(Ether(src=H_MAC, dst=P_MAC) / l3 / UDP(sport=0xC000, dport=4791, chksum=0) / BTH(opcode=4, dqpn=0x201)
+                 / Raw(bytes(36)))
+
+
+UNSUPPORTED_FRAMES = {
+    "802.1ad outer tag": bytes(Ether(src=H_MAC, dst=P_MAC) / Dot1AD(vlan=10) / Dot1Q(vlan=20)
+                               / IP(src="10.0.0.1", dst="10.0.0.2", tos=3) / UDP(dport=4791) / BTH(opcode=4, dqpn=0x201)
+                               / Raw(bytes(36))),
+    "two 802.1Q tags": bytes(Ether(src=H_MAC, dst=P_MAC) / Dot1Q(vlan=10) / Dot1Q(vlan=20)
+                             / IP(src="10.0.0.1", dst="10.0.0.2", tos=3) / UDP(dport=4791) / BTH(opcode=4, dqpn=0x201)
+                             / Raw(bytes(36))),
+    "IPv6 hop-by-hop": _roce_ce(IPv6(src="fd00::1", dst="fd00::2", tc=3) / IPv6ExtHdrHopByHop()),
+    "IPv6 routing": _roce_ce(IPv6(src="fd00::1", dst="fd00::2", tc=3) / IPv6ExtHdrRouting()),
+    "IPv6 fragment": _roce_ce(IPv6(src="fd00::1", dst="fd00::2", tc=3) / IPv6ExtHdrFragment()),
+    "IPv6 destination options": _roce_ce(IPv6(src="fd00::1", dst="fd00::2", tc=3) / IPv6ExtHdrDestOpt()),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNSUPPORTED_FRAMES))
+def test_headers_not_followed_are_counted_as_unsupported(name):
+    """Never folded into "not RoCE": their own kind, counter and verdict; forwarded
+    unchanged; no CNP even on a tracked flow with CE (the RoCE inside is not read)."""
+    f = UNSUPPORTED_FRAMES[name]
+    p = classify(f)
+    assert p.kind == UNSUPPORTED, (name, p)
+    assert "not followed" in p.reason
+    assert "UNSUPPORTED" in decode(f).summary()
+    pipe = Pipeline()
+    handshake(pipe)
+    r = pipe.process(1, f, 10)
+    assert r.outputs == [(2, f)] and r.verdict.startswith("unsupported: ")
+    c = pipe.counters
+    assert (c["unsupported"], c["not_roce"], c["roce"], c["cnp_sent"]) == (1, 0, 0, 0)
+    # the same through the batch path
+    two = Pipeline()
+    handshake(two)
+    assert two.process_batch([(1, f, 10)]) == [r]
+    assert two.counters == c
+
+
+def test_other_ipv6_next_headers_stay_not_roce():
+    f = _roce_ce(IPv6(src="fd00::1", dst="fd00::2", nh=6))  # TCP: not an extension header
+    assert classify(f).reason == "not UDP"

@@ -36,6 +36,12 @@
 #define DEFAULT_CNP_INTERVAL_US 0
 
 // --- enums (spec.py) ---
+#define KIND_NOT_ROCE 0
+#define KIND_ROCE 1
+#define KIND_CM 2
+#define KIND_MALFORMED 3
+#define KIND_UNSUPPORTED 4
+
 #define DIR_FROM_HOST 0
 #define DIR_FROM_NET 1
 
@@ -88,39 +94,40 @@
 #define CTR_ROCE 4
 #define CTR_CM 5
 #define CTR_MALFORMED 6
-#define CTR_ICRC_ERRORS 7
-#define CTR_CE_PACKETS 8
-#define CTR_CE_UNTRACKED 9
-#define CTR_CNP_SENT 10
-#define CTR_CNP_SUPPRESSED 11
-#define CTR_CM_REQ 12
-#define CTR_CM_MRA 13
-#define CTR_CM_REJ 14
-#define CTR_CM_REP 15
-#define CTR_CM_RTU 16
-#define CTR_CM_DREQ 17
-#define CTR_CM_DREP 18
-#define CTR_CM_SIDR_REQ 19
-#define CTR_CM_SIDR_REP 20
-#define CTR_CM_LAP 21
-#define CTR_CM_APR 22
-#define CTR_CM_OTHER 23
-#define CTR_NEW 24
-#define CTR_TRANSITION 25
-#define CTR_RETRANSMISSION 26
-#define CTR_UNEXPECTED 27
-#define CTR_UNKNOWN 28
-#define CTR_REFUSED 29
-#define CTR_IGNORED 30
-#define CTR_REMOVED 31
-#define CTR_TIMEWAIT_EXPIRED 32
-#define CTR_TABLE_REFUSALS 33
-#define CTR_FLOW_INSERTS 34
-#define CTR_FLOW_REMOVALS 35
-#define CTR_FLOW_REFUSALS 36
-#define CTR_FLOW_CONFLICTS 37
-#define CTR_FLOW_ZERO_QPN 38
-#define CTR_COUNT 39
+#define CTR_UNSUPPORTED 7
+#define CTR_ICRC_ERRORS 8
+#define CTR_CE_PACKETS 9
+#define CTR_CE_UNTRACKED 10
+#define CTR_CNP_SENT 11
+#define CTR_CNP_SUPPRESSED 12
+#define CTR_CM_REQ 13
+#define CTR_CM_MRA 14
+#define CTR_CM_REJ 15
+#define CTR_CM_REP 16
+#define CTR_CM_RTU 17
+#define CTR_CM_DREQ 18
+#define CTR_CM_DREP 19
+#define CTR_CM_SIDR_REQ 20
+#define CTR_CM_SIDR_REP 21
+#define CTR_CM_LAP 22
+#define CTR_CM_APR 23
+#define CTR_CM_OTHER 24
+#define CTR_NEW 25
+#define CTR_TRANSITION 26
+#define CTR_RETRANSMISSION 27
+#define CTR_UNEXPECTED 28
+#define CTR_UNKNOWN 29
+#define CTR_REFUSED 30
+#define CTR_IGNORED 31
+#define CTR_REMOVED 32
+#define CTR_TIMEWAIT_EXPIRED 33
+#define CTR_TABLE_REFUSALS 34
+#define CTR_FLOW_INSERTS 35
+#define CTR_FLOW_REMOVALS 36
+#define CTR_FLOW_REFUSALS 37
+#define CTR_FLOW_CONFLICTS 38
+#define CTR_FLOW_ZERO_QPN 39
+#define CTR_COUNT 40
 
 // --- CM attribute IDs (headers.py) ---
 #define ATTR_REQ 0x0010
@@ -139,6 +146,9 @@
 #define ETH_P_IPV4 0x0800
 #define ETH_P_IPV6 0x86dd
 #define ETH_P_8021Q 0x8100
+#define ETH_P_8021AD 0x88a8
+// select cases: the IPv6 extension headers the parser does not follow (spec.IPV6_EXTENSION_HEADERS)
+#define IPV6_EXTENSION_HEADER_CASES(state) 0: state; 43: state; 44: state; 50: state; 51: state; 60: state; 135: state; 139: state; 140: state; 253: state; 254: state;
 #define IPPROTO_UDP 17
 #define ROCEV2_PORT 4791
 #define QP1 1
