@@ -7,7 +7,7 @@
  *   CtcmIngress          Pipeline.process             this file
  *     port_map             config port pairs (control plane)
  *     verify_icrc          icrc.verify_icrc            p4/include/icrc.p4
- *     tracker              Tracker.track (p4 mode)     p4/include/tracker.p4
+ *     tracker              machine.track (p4 mode)     p4/include/tracker.p4
  *     flow lookup + pacing Tracker.query, Pipeline     p4/include/tracker.p4, this file
  *   CtcmEgress           cnp.CnpGenerator.generate    p4/include/cnp.p4
  *   CtcmComputeChecksum  cnp.generate_cnp (IPv4 checksum of a CNP only)

@@ -1,20 +1,20 @@
-// Tracker.process + Tracker.track (model/ctcm/tracker.py, p4 mode; the same loop as
-// ctcm.kernel) for one CM MAD with a good ICRC. Included in CtcmIngress.apply, after
+// Tracker.process + machine.track (model/ctcm/machine.py, p4 mode; the same functions
+// numba compiles for batches) for one CM MAD with a good ICRC. Included in CtcmIngress.apply, after
 // PROBE_VARS; uses the registers and probes of p4/include/tracker.p4.
 //
 // One pass, in phases; each phase is a block that runs at most once, so the
 // transition table (CtcmNext) is applied once and every register access is in
 // program order:
 //   1 fields       Tracker.process: attribute, peer IP, comm IDs, QPN, message MRAed
-//   2 message      Tracker.track: count cm_<attribute>, ignore untracked messages
-//   3 lookup       Tracker._req (find_active / find_passive) or Tracker.track's lookup
-//   4 expiry       Tracker._expired / _drop_expired: an expired TIMEWAIT is gone
-//   5 new / none   Tracker._req: allocate (free way, else expired TIMEWAIT, else refuse);
+//   2 message      machine.track: count cm_<attribute>, ignore untracked messages
+//   3 lookup       machine.req (find_active / find_passive) or machine.track's lookup
+//   4 expiry       machine.expired, then remove: an expired TIMEWAIT is gone
+//   5 new / none   machine.req + alloc: allocate (free way, else expired TIMEWAIT, else refuse);
 //                  other messages without a connection: unknown
-//   6 apply        Tracker._apply: the TRANSITIONS row of (direction, message, state)
-//   7 flow insert  Tracker._flow_insert / _P4Index.flow_add
-//   8 flow remove  Tracker._flow_remove / _P4Index.flow_remove
-//   9 release      Tracker._remove / _P4Index.release
+//   6 apply        machine.apply: the TRANSITIONS row of (direction, message, state)
+//   7 flow insert  machine.flow_insert / flow_add
+//   8 flow remove  machine.flow_remove / flow_del
+//   9 release      machine.remove / release
 {
     // --- 1 fields (Tracker.process) ----------------------------------------------
     meta.attr = hdr.mad.attr_id;
@@ -33,7 +33,7 @@
     }
     meta.mraed = meta.attr == ATTR_MRA ? CM_MRA_MESSAGE_MRAED(hdr.cm) : 2w0;
 
-    // --- 2 message (Tracker.track) -----------------------------------------------
+    // --- 2 message (machine.track) -----------------------------------------------
     bit<8> tk_msg = MSG_NONE;
     bit<1> tk_done = 0;
     if (meta.attr == ATTR_REQ) { ctcm_counters.count(CTR_CM_REQ); tk_msg = MSG_REQ; }
@@ -68,7 +68,7 @@
     bit<32> tk_v32 = 0;
     if (tk_done == 0) {
         if (tk_msg == MSG_REQ) {
-            // Tracker._req: ACTIVE[msg local] for the host, PASSIVE[(peer IP, msg local)] for the network
+            // machine.req: ACTIVE[msg local] for the host, PASSIVE[(peer IP, msg local)] for the network
             pr_found = 0;
             if (meta.from_host == 1) {
                 pr_key32 = meta.msg_local;
@@ -124,14 +124,14 @@
         }
     }
 
-    // --- 4 expiry (_expired, _drop_expired) ---------------------------------------------
+    // --- 4 expiry (machine.expired, remove) ---------------------------------------------
     if (tk_done == 0 && tk_found == 1) {
         bit<8> st;
         bit<48> ts;
         conn_state.read(st, tk_slot);
         conn_ts.read(ts, tk_slot);
         if (st == STATE_TIMEWAIT && meta.now - ts >= meta.timewait_us) {
-            // _remove: its flow entry went on entering TIMEWAIT, so only the release
+            // remove: its flow entry went on entering TIMEWAIT, so only the release
             conn_state.write(tk_slot, STATE_IDLE);
             conn_flags.write(tk_slot, 0);
             ctcm_counters.count(CTR_REMOVED);
@@ -140,7 +140,7 @@
         }
     }
 
-    // --- 5 new connection (Tracker._req) or unknown ----------------------------------------
+    // --- 5 new connection (machine.req, alloc) or unknown ----------------------------------------
     if (tk_done == 0 && tk_found == 0) {
         tk_done = 1;
         if (tk_msg != MSG_REQ) {
@@ -194,7 +194,7 @@
         }
     }
 
-    // --- 6 apply (Tracker._apply) ---------------------------------------------------------
+    // --- 6 apply (machine.apply) ---------------------------------------------------------
     bit<1> tk_flow_insert = 0;
     bit<1> tk_flow_remove = 0;
     bit<1> tk_release = 0;
@@ -237,7 +237,7 @@
         }
     }
 
-    // --- 7 flow insert (Tracker._flow_insert, _P4Index.flow_add) ---------------------------
+    // --- 7 flow insert (machine.flow_insert, flow_add) ---------------------------
     if (tk_flow_insert == 1) {
         bit<32> lq;
         bit<32> rq;
@@ -268,7 +268,7 @@
         }
     }
 
-    // --- 8 flow remove (Tracker._flow_remove, _P4Index.flow_remove) -------------------------
+    // --- 8 flow remove (machine.flow_remove, flow_del) -------------------------
     if (tk_flow_remove == 1) {
         conn_flags.read(tk_flags, tk_slot);
         if ((tk_flags & FLAG_FLOW) != 0) {
@@ -285,7 +285,7 @@
         }
     }
 
-    // --- 9 release (Tracker._remove, _P4Index.release) --------------------------------------
+    // --- 9 release (machine.remove, release) --------------------------------------
     if (tk_release == 1) {
         conn_state.write(tk_slot, STATE_IDLE);
         conn_flags.write(tk_slot, 0);

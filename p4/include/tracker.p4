@@ -1,8 +1,8 @@
 // The tracker's storage and probes: mirrors the p4 table mode of ctcm.tracker
-// (model/ctcm/tracker.py: _Slots, _P4Index; the same loop as ctcm.kernel).
-// Included inside CtcmIngress (declarations); p4/include/track.p4 is Tracker.track.
+// (model/ctcm/storage.py p4_tables and the p4 probes of model/ctcm/machine.py).
+// Included inside CtcmIngress (declarations); p4/include/track.p4 is machine.track.
 //
-// A connection is one slot of per-field register arrays (tracker.py _Slots):
+// A connection is one slot of per-field register arrays (storage.p4_tables):
 // slots [0, ACTIVE_SLOTS) are the ACTIVE table (opened by a REQ from the host,
 // key: host comm ID), [ACTIVE_SLOTS, SLOTS) the PASSIVE table (opened by the
 // network, key: remote IP + remote comm ID). slot = base + bucket * WAYS + way,
@@ -49,27 +49,27 @@ register<bit<48>>(SLOTS) last_cnp;
     hash(base, HashAlgorithm.crc32, 32w0, { ip16, qpn24 }, (bit<32>)FLOW_BUCKETS); \
     base = base * FLOW_WAYS;
 
-// _P4Index.find_active: the first way whose lid is the key and state is not IDLE.
+// machine.find_active: the first way whose lid is the key and state is not IDLE.
 // Variables: pr_base, pr_key32 in; pr_found, pr_slot out; pr_st, pr_v32 scratch.
 #define PROBE_ACTIVE(w) \
     if (pr_found == 0) { \
         conn_lid.read(pr_v32, pr_base + w); conn_state.read(pr_st, pr_base + w); \
         if (pr_v32 == pr_key32 && pr_st != 0) { pr_found = 1; pr_slot = pr_base + w; } \
     }
-// _P4Index.find_passive: ... rid is the key, state not IDLE, ip is the key's IP (pr_ip).
+// machine.find_passive: ... rid is the key, state not IDLE, ip is the key's IP (pr_ip).
 #define PROBE_PASSIVE(w) \
     if (pr_found == 0) { \
         conn_rid.read(pr_v32, pr_base + w); conn_state.read(pr_st, pr_base + w); \
         conn_ip.read(pr_v128, pr_base + w); \
         if (pr_v32 == pr_key32 && pr_st != 0 && pr_v128 == pr_ip) { pr_found = 1; pr_slot = pr_base + w; } \
     }
-// _P4Index._alloc, first loop: the first free way.
+// machine.alloc, first loop: the first free way.
 #define PROBE_FREE(w) \
     if (pr_found == 0) { \
         conn_state.read(pr_st, pr_base + w); \
         if (pr_st == 0) { pr_found = 1; pr_slot = pr_base + w; } \
     }
-// _P4Index._alloc, second loop (Tracker._reclaim): the first expired TIMEWAIT way.
+// machine.alloc, second loop: the first expired TIMEWAIT way.
 #define PROBE_RECLAIM(w) \
     if (pr_found == 0) { \
         conn_state.read(pr_st, pr_base + w); conn_ts.read(pr_ts, pr_base + w); \
@@ -77,7 +77,7 @@ register<bit<48>>(SLOTS) last_cnp;
             pr_found = 1; pr_slot = pr_base + w; \
         } \
     }
-// _P4Index.flow_find: the first way pointing at a slot with this remote IP and QPN.
+// machine.flow_find: the first way pointing at a slot with this remote IP and QPN.
 // Variables: pr_base, pr_ip, pr_key32 (QPN) in; pr_found, pr_slot (connection slot) out.
 #define PROBE_FLOW_FIND(w) \
     if (pr_found == 0) { \
@@ -87,7 +87,7 @@ register<bit<48>>(SLOTS) last_cnp;
             if (pr_q == pr_key32 && pr_v128 == pr_ip) { pr_found = 1; pr_slot = pr_v32 - 1; } \
         } \
     }
-// _P4Index.flow_add: the first free way (pr_found, pr_slot = way) and whether the
+// machine.flow_add: the first free way (pr_found, pr_slot = way) and whether the
 // key is already there (pr_conflict).
 #define PROBE_FLOW_ADD(w) \
     flow_slot.read(pr_v32, pr_base + w); \
@@ -97,7 +97,7 @@ register<bit<48>>(SLOTS) last_cnp;
         conn_rqpn.read(pr_q, pr_v32 - 1); conn_ip.read(pr_v128, pr_v32 - 1); \
         if (pr_q == pr_key32 && pr_v128 == pr_ip) { pr_conflict = 1; } \
     }
-// _P4Index.flow_remove: empty the first way holding the key.
+// machine.flow_del: empty the way holding the key (the way pointing at the slot).
 #define PROBE_FLOW_REMOVE(w) \
     if (pr_found == 0) { \
         flow_slot.read(pr_v32, pr_base + w); \
