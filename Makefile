@@ -22,7 +22,7 @@ vectors: $(STAMP)
 	$(CTCM) vectors --quiet --out vectors vectors/scenarios/*.yaml
 	@echo "vectors/ regenerated from vectors/scenarios/ ($$(ls vectors/scenarios/*.yaml | wc -l) scenarios)"
 
-# State diagram and transition table, generated from ctcm.tracker.TRANSITIONS.
+# State diagram and transition table, generated from ctcm.spec.TRANSITIONS.
 docs: $(STAMP)
 	$(CTCM) docs --out docs
 
