@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CTCM   := $(VENV)/bin/ctcm
 STAMP  := $(VENV)/.installed
 
-.PHONY: all setup test vectors docs bench soak clean p4-sources p4 ptf ptf-ci
+.PHONY: all setup test vectors docs bench soak clean p4-sources p4 ptf ptf-ci ptf-random
 
 all: vectors
 
@@ -69,7 +69,15 @@ ptf-ci: $(PTF_STAMP)
 	missing=""; for t in p4c simple_switch; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ] && [ "$${CTCM_REQUIRE_BMV2:-0}" != 1 ]; then \
 	  echo "PTF on bmv2 skipped: not installed:$$missing (see README; CTCM_REQUIRE_BMV2=1 makes this a failure)"; \
-	else $(MAKE) --no-print-directory ptf TARGET=bmv2 || st=1; fi; exit $$st
+	else $(MAKE) --no-print-directory ptf TARGET=bmv2 || st=1; bmv2=1; fi; \
+	$(MAKE) --no-print-directory ptf-random TARGET=model || st=1; \
+	if [ -n "$${bmv2:-}" ]; then $(MAKE) --no-print-directory ptf-random TARGET=bmv2 || st=1; fi; exit $$st
+
+# Large random vectors (ptf_tests/random/*.yaml: 10,000 packets each, p4 mode, damage and
+# table pressure), built from their seeds into build/ptf/random/ and replayed on TARGET.
+ptf-random: $(PTF_STAMP)
+	$(CTCM) vectors --quiet --out build/ptf/random ptf_tests/random/*.yaml
+	CTCM_PTF_VECTORS=$(CURDIR)/build/ptf/random $(MAKE) --no-print-directory ptf TARGET=$(TARGET) TESTS="Vector_.*"
 
 bench: $(STAMP)
 	$(PY) bench/bench.py --out BENCHMARKS.md
