@@ -23,7 +23,7 @@ from .docsgen import docs_with_table, transitions_dot
 from .errors import UsageError
 from .headers import headers_markdown
 from .oracle import OracleError
-from .oracle import add_cli_command as add_compare
+from .oraclefiles import add_cli_command as add_compare
 from .packet import classify, decode, ip_src_dst
 from .packet import CM, MALFORMED
 from .pcapio import LINK_TYPES, CaptureError, CaptureReader, atomic_write

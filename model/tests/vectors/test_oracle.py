@@ -8,7 +8,8 @@ import pytest
 
 from ctcm import headers as H
 from ctcm.cli import main
-from ctcm.oracle import compare, compare_outputs, load_expected
+from ctcm.oracle import compare, compare_outputs
+from ctcm.oraclefiles import load_expected
 from ctcm.packet import classify
 from ctcm.pcapio import write_pcapng
 
@@ -170,7 +171,7 @@ def test_port_map_for_foreign_capture(tmp_path):
 
 # --- streaming comparison: the same report as the in-memory one --------------------------
 
-from ctcm import oracle as O  # noqa: E402
+from ctcm import oraclefiles as O  # noqa: E402
 from ctcm.randgen import RandomParams, generate  # noqa: E402
 from ctcm.vectors import make_vector  # noqa: E402
 
