@@ -34,16 +34,20 @@ import numpy as np
 
 from .batch import W, Scratch, classify_batch
 from .cnp import CnpGenerator, fill_cnp_template
-from .config import Config
+from .config import MAX_PORT, Config
 from .gcpause import gc_paused
 from .icrc import verify_icrc
 from .packet import CM, ECN_CE, MALFORMED, NOT_ROCE, OPCODE_CNP, ROCE, UNSUPPORTED, classify, ip_src_dst
-from .spec import PIPELINE_COUNTERS, Counter, Direction
+from .spec import PIPELINE_COUNTERS, Direction
 from .tracker import Tracker, normalize_ip
 
 __all__ = ["Pipeline", "Result", "BatchOutput"]
 
 FROM_HOST = Direction.FROM_HOST
+# The pipeline's counters as plain ints (list indices: fast in the per-packet path).
+(C_PACKETS, C_DROPPED_UNKNOWN_PORT, C_FORWARDED, C_NOT_ROCE, C_ROCE, C_CM, C_MALFORMED, C_UNSUPPORTED, C_ICRC_ERRORS,
+ C_CE_PACKETS, C_CE_UNTRACKED, C_CNP_SENT, C_CNP_SUPPRESSED) = map(int, PIPELINE_COUNTERS)
+assert [c.name for c in PIPELINE_COUNTERS] == ['PACKETS', 'DROPPED_UNKNOWN_PORT', 'FORWARDED', 'NOT_ROCE', 'ROCE', 'CM', 'MALFORMED', 'UNSUPPORTED', 'ICRC_ERRORS', 'CE_PACKETS', 'CE_UNTRACKED', 'CNP_SENT', 'CNP_SUPPRESSED']
 
 
 class Result(NamedTuple):
@@ -118,14 +122,14 @@ class Pipeline:
         self._cnp6 = CnpGenerator(fill_cnp_template(6), ip_checksum=False)
         self._last_cnp: dict[tuple[bytes, int], int] = {}  # pacing: flow key -> time of its last CNP
         self._scratch = None  # classify_batch's reusable buffer (batch path)
-        self._counters = dict.fromkeys(PIPELINE_COUNTERS, 0)
+        self._counters = [0] * len(PIPELINE_COUNTERS)  # indexed by spec.Counter
 
     # -- public -----------------------------------------------------------
     @property
     def counters(self) -> dict[str, int]:
         """Every counter by its snapshot name (``packets``, ``tracker.cm_REQ`` ...), in
         :class:`~ctcm.spec.Counter` order (the P4 program's counter indices)."""
-        out = {c.key: v for c, v in self._counters.items()}
+        out = {c.key: self._counters[c] for c in PIPELINE_COUNTERS}
         for k, v in self.tracker.counters.items():
             out[f"tracker.{k}"] = v
         return out
@@ -185,14 +189,14 @@ class Pipeline:
         c = self._counters
         n_fast, n_fwd = int(np.count_nonzero(fast)), int(np.count_nonzero(fwd))
         by_kind = np.bincount(kind[fwd], minlength=5).tolist()
-        c[Counter.PACKETS] += n_fast
-        c[Counter.FORWARDED] += n_fwd
-        c[Counter.DROPPED_UNKNOWN_PORT] += n_fast - n_fwd
-        c[Counter.NOT_ROCE] += by_kind[NOT_ROCE]
-        c[Counter.ROCE] += by_kind[ROCE]
-        c[Counter.MALFORMED] += by_kind[MALFORMED]
-        c[Counter.UNSUPPORTED] += by_kind[UNSUPPORTED]
-        c[Counter.CM] += by_kind[CM]  # 0: CM MADs from mapped ports are all on the slow path
+        c[C_PACKETS] += n_fast
+        c[C_FORWARDED] += n_fwd
+        c[C_DROPPED_UNKNOWN_PORT] += n_fast - n_fwd
+        c[C_NOT_ROCE] += by_kind[NOT_ROCE]
+        c[C_ROCE] += by_kind[ROCE]
+        c[C_MALFORMED] += by_kind[MALFORMED]
+        c[C_UNSUPPORTED] += by_kind[UNSUPPORTED]
+        c[C_CM] += by_kind[CM]  # 0: CM MADs from mapped ports are all on the slow path
         special = {}
         if n_fast != n_fwd:
             for i in np.flatnonzero(~known).tolist():
@@ -213,76 +217,85 @@ class Pipeline:
         """(egress, known, host) arrays for a batch's ingress ports (ports that
         are not int port numbers are unknown: dropped)."""
         n = len(ports)
-        egress = np.full(n, -1, np.int64)
-        known = np.zeros(n, bool)
-        host = np.zeros(n, bool)
-        arr = np.fromiter((p if type(p) is int and 0 <= p < 1 << 16 else -1 for p in ports), np.int64, n)
+        arr = None
+        if set(map(type, ports)) == {int}:  # the usual case: checked at C speed
+            try:
+                arr = np.fromiter(ports, np.int64, n)
+            except OverflowError:
+                pass
+        if arr is None:
+            arr = np.fromiter((p if type(p) is int and 0 <= p < 1 << 16 else -1 for p in ports), np.int64, n)
+        # lookup tables indexed by port (ports outside 0..MAX_PORT are unknown)
+        size = MAX_PORT + 2
+        t_eg = np.full(size, -1, np.int64)
+        t_known = np.zeros(size, bool)
+        t_host = np.zeros(size, bool)
         for p, (e, d) in self._ports.items():
-            m = arr == p
-            egress[m], known[m], host[m] = e, True, d == FROM_HOST
-        return egress, known, host
+            t_eg[p], t_known[p], t_host[p] = e, True, d == FROM_HOST
+        idx = np.where((arr >= 0) & (arr <= MAX_PORT), arr, size - 1)
+        return t_eg[idx], t_known[idx], t_host[idx]
 
     def process(self, port: int, frame: bytes, now_us: int = 0, parsed=None) -> Result:
         """One packet in: its :class:`Result` (outputs in order, events, verdict).
 
         ``parsed``: the frame's :func:`classify` result when the caller has it."""
         c = self._counters
-        c[Counter.PACKETS] += 1
+        c[C_PACKETS] += 1
         peer = self._ports.get(port) if type(port) is int else None
         if peer is None:
-            c[Counter.DROPPED_UNKNOWN_PORT] += 1
+            c[C_DROPPED_UNKNOWN_PORT] += 1
             return Result([], [], _dropped(port))
         egress, direction = peer
         out = [(egress, bytes(frame))]
-        c[Counter.FORWARDED] += 1
+        c[C_FORWARDED] += 1
         p = parsed if parsed is not None else classify(frame)
         kind = p.kind
         if kind == NOT_ROCE:
-            c[Counter.NOT_ROCE] += 1
+            c[C_NOT_ROCE] += 1
             return Result(out, [], "")
         if kind == MALFORMED:
-            c[Counter.MALFORMED] += 1
+            c[C_MALFORMED] += 1
             return Result(out, [], f"malformed: {p.reason}")
         if kind == UNSUPPORTED:  # QinQ, IPv6 extension headers: forwarded, counted, not looked into
-            c[Counter.UNSUPPORTED] += 1
+            c[C_UNSUPPORTED] += 1
             return Result(out, [], f"unsupported: {p.reason}")
         if kind == CM:
-            c[Counter.CM] += 1
+            c[C_CM] += 1
             if not verify_icrc(frame, p.l3, p.end):
-                c[Counter.ICRC_ERRORS] += 1
+                c[C_ICRC_ERRORS] += 1
                 return Result(out, [], "bad ICRC: counted, no state change")
             ev = self.tracker.process(direction, frame, p, now_us)
             if ev.flow_removed is not None:
                 self._last_cnp.pop(ev.flow_removed, None)
             return Result(out, [ev], "")
-        c[Counter.ROCE] += 1
+        c[C_ROCE] += 1
         if direction != FROM_HOST or frame[p.bth] == OPCODE_CNP:
             return Result(out, [], "")
         l3 = p.l3
         tos = frame[l3 + 1] if p.ip_version == 4 else (frame[l3] << 4 | frame[l3 + 1] >> 4) & 0xFF
         if tos & 3 != ECN_CE:
             return Result(out, [], "")
-        c[Counter.CE_PACKETS] += 1
+        c[C_CE_PACKETS] += 1
         src, dst = ip_src_dst(frame, l3, p.ip_version)
         b = p.bth
         dqpn = frame[b + 5] << 16 | frame[b + 6] << 8 | frame[b + 7]
         lqpn = self.tracker.query(dst, dqpn)
         if not lqpn:
-            c[Counter.CE_UNTRACKED] += 1
+            c[C_CE_UNTRACKED] += 1
             return Result(out, [], "CE on an untracked flow: no CNP")
         interval = self.config.cnp_interval_us
         if interval:
             key = (normalize_ip(dst), dqpn)
             last = self._last_cnp.get(key)
             if last is not None and now_us - last < interval:
-                c[Counter.CNP_SUPPRESSED] += 1
+                c[C_CNP_SUPPRESSED] += 1
                 return Result(out, [], f"CNP suppressed by pacing (last {now_us - last} µs ago)")
             self._last_cnp[key] = now_us
         gen = self._cnp4 if p.ip_version == 4 else self._cnp6
         # Ethernet: swap addresses, keep the 802.1Q tag and ethertype.
         l2 = frame[6:12] + frame[0:6] + frame[12:l3]
         out.append((port, l2 + gen.generate(dst, src, lqpn)))
-        c[Counter.CNP_SENT] += 1
+        c[C_CNP_SENT] += 1
         return Result(out, [], f"CE on a tracked flow: CNP to local QPN {lqpn:#08x}")
 
 

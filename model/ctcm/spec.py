@@ -321,8 +321,8 @@ class Geometry:
             b, w = getattr(self, f"{name}_buckets"), getattr(self, f"{name}_ways")
             if type(b) is not int or type(w) is not int:
                 raise ValueError(f"{name}_buckets and {name}_ways must be integers")
-            if b < 1 or b & (b - 1) or b > 1 << 20:
-                raise ValueError(f"{name}_buckets must be a power of two from 1 to 2^20, not {b}")
+            if b < 1 or b & (b - 1) or b > 1 << 24:
+                raise ValueError(f"{name}_buckets must be a power of two from 1 to 2^24, not {b}")
             if not 1 <= w <= 8:
                 raise ValueError(f"{name}_ways must be 1..8, not {w}")
 
