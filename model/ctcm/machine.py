@@ -90,13 +90,12 @@ def _event(ev, res, m, old, new, lid, rid, ipsrc, slot):
     ev[E_FLOW_REMOVED] = 0
 
 
-def _ids(T, ev, i, ipsrc):
-    """The event shows slot i's comm IDs where known (and its IP for IP_SLOT)."""
+def _slot_event(T, ev, res, m, old, new, i, ipsrc):
+    """An event about slot i: its comm IDs where known, its QPNs (for a flow it
+    adds or removes) and, for IP_SLOT, its IP."""
     f = T[1][i]
-    ev[E_LID] = T[2][i] if (f & F_LID) != 0 else NONE
-    ev[E_RID] = T[3][i] if (f & F_RID) != 0 else NONE
-    ev[E_IPSRC] = ipsrc
-    ev[E_SLOT] = i
+    _event(ev, res, m, old, new, T[2][i] if (f & F_LID) != 0 else NONE, T[3][i] if (f & F_RID) != 0 else NONE,
+           ipsrc, i)
     ev[E_LQPN] = T[4][i]
     ev[E_RQPN] = T[5][i]
     if ipsrc == IP_SLOT:
@@ -160,8 +159,7 @@ def req(T, G, d, ip16, loc, qpn, now, timewait, counters, ev):
     if i >= 0 and host and not ip_eq(ip, i, ip16):
         # The same local comm ID towards another peer: not this connection.
         counters[C_RESULT + R_UNEXPECTED] += 1
-        _event(ev, R_UNEXPECTED, M_REQ, state[i], state[i], NONE, NONE, IP_SLOT, i)
-        _ids(T, ev, i, IP_SLOT)
+        _slot_event(T, ev, R_UNEXPECTED, M_REQ, state[i], state[i], i, IP_SLOT)
         return
     if i >= 0 and expired(T, i, now, timewait):
         remove(T, G, i, counters)
@@ -200,13 +198,11 @@ def apply(T, G, d, m, i, qpn, host_id, peer_id, now, counters, ev):
     if to == UNEXPECTED or to == SAME:
         r = R_UNEXPECTED if to == UNEXPECTED else R_RETRANSMISSION
         counters[C_RESULT + r] += 1
-        _event(ev, r, m, old, old, NONE, NONE, IP_MSG, i)
-        _ids(T, ev, i, IP_MSG)
+        _slot_event(T, ev, r, m, old, old, i, IP_MSG)
         return
     counters[C_RESULT + R_TRANSITION] += 1
     if to == GONE:
-        _event(ev, R_TRANSITION, m, old, GONE, NONE, NONE, IP_MSG, i)
-        _ids(T, ev, i, IP_MSG)
+        _slot_event(T, ev, R_TRANSITION, m, old, GONE, i, IP_MSG)
         ev[E_FLOW_REMOVED] = remove(T, G, i, counters)
         return
     if m == M_REP:  # what a REP records
@@ -220,8 +216,7 @@ def apply(T, G, d, m, i, qpn, host_id, peer_id, now, counters, ev):
             flags[i] |= F_RID
     state[i] = to
     T[6][i] = now
-    _event(ev, R_TRANSITION, m, old, to, NONE, NONE, IP_MSG, i)
-    _ids(T, ev, i, IP_MSG)
+    _slot_event(T, ev, R_TRANSITION, m, old, to, i, IP_MSG)
     if to == ESTABLISHED:
         ev[E_FLOW_ADDED] = flow_insert(T, G, i, counters)
     elif to == TIMEWAIT:
@@ -389,7 +384,7 @@ def flow_find(T, G, ip16, qpn):
 # --- bindings ----------------------------------------------------------------------------
 
 #: The functions that make up the machine and its p4 storage (rebound together).
-FUNCTIONS = ("_event", "_ids", "track", "expired", "req", "apply", "flow_insert", "flow_remove", "remove",
+FUNCTIONS = ("_event", "_slot_event", "track", "expired", "req", "apply", "flow_insert", "flow_remove", "remove",
              "track_batch", "ip_eq", "ip_word", "ip_set", "slot_ip_eq", "active_base", "passive_base", "flow_base",
              "find_active", "find_passive", "alloc", "release", "flow_add", "flow_del", "flow_find")
 

@@ -19,6 +19,7 @@ import yaml
 from .oracle import Expected, Mismatch, OracleError, Report, _lis, _similar, compare, field_diff
 from .packet import decode
 from .pcapio import CaptureError, CaptureReader, read_capture
+from .yamlsrc import yaml_error
 
 __all__ = ["load_expected", "load_observed", "iter_expected", "iter_observed", "compare_streams", "compare_files",
            "add_cli_command"]
@@ -35,9 +36,7 @@ def _load_yaml(path: str):
     except OSError as e:
         raise OracleError(f"{path}: {e.strerror or e}") from None
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise OracleError(f"{path}{line}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
+        raise OracleError(yaml_error(path, e)) from None
     except UnicodeDecodeError:
         raise OracleError(f"{path}: not a text (YAML) file") from None
 
@@ -308,6 +307,20 @@ def _increasing(seg) -> bool:
     return all(a < b for a, b in zip(obs, obs[1:])) and all(a < b for a, b in zip(exp, exp[1:]))
 
 
+def _feed(ports: dict, it, step: int, add) -> int:
+    """Up to ``step`` (port, item) pairs of ``it`` given to their port's ``add``; how many."""
+    n = 0
+    for port, item in it:
+        st = ports.get(port)
+        if st is None:
+            st = ports[port] = _Port()
+        add(st, item)
+        n += 1
+        if n == step:
+            break
+    return n
+
+
 def compare_streams(expected, observed, step: int = 4096, observed_again=None) -> Report:
     """:func:`compare` of two streams, in bounded memory: ``expected`` gives
     (port, :class:`Expected`) in vector order, ``observed`` (port, frame) in
@@ -323,28 +336,12 @@ def compare_streams(expected, observed, step: int = 4096, observed_again=None) -
     e_count = o_count = 0
     while e_it is not None or o_it is not None:
         if e_it is not None:
-            n = 0
-            for port, e in e_it:
-                st = ports.get(port)
-                if st is None:
-                    st = ports[port] = _Port()
-                st.expected(e)
-                n += 1
-                if n == step:
-                    break
+            n = _feed(ports, e_it, step, _Port.expected)
             e_count += n
             if n < step:
                 e_it = None
         if o_it is not None:
-            n = 0
-            for port, frame in o_it:
-                st = ports.get(port)
-                if st is None:
-                    st = ports[port] = _Port()
-                st.observed(bytes(frame))
-                n += 1
-                if n == step:
-                    break
+            n = _feed(ports, ((port, bytes(frame)) for port, frame in o_it), step, _Port.observed)
             o_count += n
             if n < step:
                 o_it = None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import yaml
 
-__all__ = ["SourceError", "Map", "Seq", "Ctx", "load_yaml_text", "read_text", "plain"]
+__all__ = ["SourceError", "Map", "Seq", "Ctx", "load_yaml_text", "read_text", "plain", "yaml_error"]
 
 
 class SourceError(Exception):
@@ -69,10 +69,15 @@ def load_yaml_text(text: str, path: str, error=SourceError):
     except SourceError as e:
         raise error(f"{path}:{str(e)[5:]}") from None
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise error(f"{path}{line}: invalid YAML: {problem}") from None
+        raise error(yaml_error(path, e)) from None
+
+
+def yaml_error(path: str, e: yaml.YAMLError) -> str:
+    """``FILE:LINE: invalid YAML: problem`` for a PyYAML error."""
+    mark = getattr(e, "problem_mark", None)
+    line = f":{mark.line + 1}" if mark else ""
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    return f"{path}{line}: invalid YAML: {problem}"
 
 
 class Ctx:
