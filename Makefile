@@ -28,12 +28,12 @@ docs: $(STAMP)
 
 # P4 includes generated from model/ctcm/spec.py and the field tables (p4/include/generated/).
 p4-sources: $(STAMP)
-	$(PY) -m ctcm.p4gen --out p4/include/generated
+	$(PY) -m ctcm.gen.p4gen --out p4/include/generated
 
 # The P4 program for bmv2, per table geometry the vectors use: build/p4/<geometry>/ctcm.json.
 # Any p4c warning fails the build; without p4c it says so in one line.
 p4: $(STAMP)
-	$(PY) -m ctcm.p4gen --all
+	$(PY) -m ctcm.gen.p4gen --all
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

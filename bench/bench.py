@@ -19,14 +19,14 @@ import sys
 import time
 import tracemalloc
 
-from ctcm import cnp as C
-from ctcm import storage
-from ctcm.packet import classify
-from ctcm.cmfields import cm_fields_batch
-from ctcm.pipeline import Pipeline
-from ctcm.scenario import Conn, Host, cm_frame, data_frame
+from ctcm.dataplane import cnp as C
+from ctcm.dataplane import storage
+from ctcm.dataplane.packet import classify
+from ctcm.dataplane.cmfields import cm_fields_batch
+from ctcm.dataplane.pipeline import Pipeline
+from ctcm.stimulus.scenario import Conn, Host, cm_frame, data_frame
 from ctcm.spec import Geometry
-from ctcm.tracker import FROM_HOST, FROM_NET, Tracker
+from ctcm.dataplane.tracker import FROM_HOST, FROM_NET, Tracker
 
 
 def measure(fn, work: int, reps: int, warmup: int = 1):
@@ -146,7 +146,7 @@ def main(argv=None) -> int:
             classify(f)
     med, spread = fmt_rate(measure(run_classify, len(data), reps))
     row("classifier, RoCE data, per packet: classify() (pkt/s)", med, "pkt/s", "2,000,000", f"spread {spread}")
-    from ctcm.batch import classify_batch
+    from ctcm.dataplane.batch import classify_batch
     med, spread = fmt_rate(measure(lambda: classify_batch(data), len(data), reps))
     row("classifier, RoCE data, numpy batch: classify_batch() (pkt/s)", med, "pkt/s", "2,000,000", f"spread {spread}")
 
@@ -188,7 +188,7 @@ def main(argv=None) -> int:
         if mode == "p4" and storage.numba_available():
             med, spread = fmt_rate(measure(run_track_batch(mode), len(msgs), reps))
             row(f"tracker, CM messages, {mode} mode, process_batch(), compiled machine (msg/s)", med, "msg/s",
-                "300,000", f"spread {spread}; numpy parse + fields, the machine of the batch compiled by numba (ctcm.storage.compiled)")
+                "300,000", f"spread {spread}; numpy parse + fields, the machine of the batch compiled by numba (ctcm.dataplane.storage.compiled)")
         os.environ["CTCM_KERNEL"] = "0"
         try:
             med, spread = fmt_rate(measure(run_track_batch(mode), len(msgs), reps))
@@ -267,7 +267,7 @@ def main(argv=None) -> int:
     # 5b. the same work the naive way: scapy dissection + field access
     from scapy.layers.l2 import Ether
     from scapy.contrib.roce import BTH
-    import ctcm.scapy_layers  # noqa: F401  (binds the MAD/CM layers)
+    import ctcm.io.scapy_layers  # noqa: F401  (binds the MAD/CM layers)
     from scapy.layers.inet import IP
     small = trace[:2000]
     def run_scapy():
@@ -320,8 +320,8 @@ def vector_row(args):
     phases in this process."""
     import subprocess
     import tempfile
-    from ctcm.randgen import RandomParams, generate
-    from ctcm.vectors import make_vector
+    from ctcm.stimulus.randgen import RandomParams, generate
+    from ctcm.vectors.run import make_vector
     n = args.vector_packets if not args.quick else 50_000
     conns, conc = max(100, n // 100), max(20, n // 1000)
     runs = []

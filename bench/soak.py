@@ -15,9 +15,9 @@ import random
 import sys
 import time
 
-from ctcm.config import Config
-from ctcm.pipeline import Pipeline
-from ctcm.traffic import damage, protocol_traffic
+from ctcm.dataplane.config import Config
+from ctcm.dataplane.pipeline import Pipeline
+from ctcm.stimulus.traffic import damage, protocol_traffic
 
 
 def rss_mb() -> float:

@@ -1,6 +1,6 @@
 /* ctcm: RDMA CM connection tracking and RoCEv2 CNP generation, P4_16 for v1model (bmv2).
  *
- * The mirror of the Python model's pipeline (model/ctcm/pipeline.py, Pipeline.process)
+ * The mirror of the Python model's pipeline (model/ctcm/dataplane/pipeline.py, Pipeline.process)
  * in its `p4` table mode. One pass per packet:
  *
  *   CtcmParser           packet.classify              p4/include/parser.p4
@@ -13,7 +13,7 @@
  *   CtcmComputeChecksum  cnp.generate_cnp (IPv4 checksum of a CNP only)
  *
  * Constants, header types and the transition table come from p4/include/generated/
- * (python -m ctcm.p4gen; do not edit those). Table geometry is fixed at compile time:
+ * (python -m ctcm.gen.p4gen; do not edit those). Table geometry is fixed at compile time:
  * -DACTIVE_BUCKETS=4 -DACTIVE_WAYS=1 ... (see p4/README.md, `make p4`).
  */
 

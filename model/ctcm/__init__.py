@@ -7,17 +7,17 @@ Pythonic API first; the C library's names are importable as thin aliases
 
 from __future__ import annotations
 
-from .cnp import CnpGenerator, fill_cnp_template, generate_cnp
-from .icrc import icrc, icrc_bytes, verify_icrc
-from .packet import (
+from ctcm.dataplane.cnp import CnpGenerator, fill_cnp_template, generate_cnp
+from ctcm.dataplane.icrc import icrc, icrc_bytes, verify_icrc
+from ctcm.dataplane.packet import (
     CM, MALFORMED, NOT_ROCE, ROCE, Decoded, Parsed, build_cm, build_roce, classify, decode,
     ip_cm_private_data,
 )
 
-from .config import Config, load_config
-from .pipeline import Pipeline, Result
-from .spec import Counter, Geometry, Msg, State
-from .tracker import FROM_HOST, FROM_NET, Direction, Event, Tracker
+from ctcm.dataplane.config import Config, load_config
+from ctcm.dataplane.pipeline import Pipeline, Result
+from ctcm.spec import Counter, Geometry, Msg, State
+from ctcm.dataplane.tracker import FROM_HOST, FROM_NET, Direction, Event, Tracker
 
 __version__ = "0.1.0"
 
@@ -26,7 +26,7 @@ CTCM_FROM_NET = FROM_NET
 
 
 def parse_packets(packets) -> list[Parsed]:
-    """Classify each frame (bytes-like); see :func:`ctcm.packet.classify`."""
+    """Classify each frame (bytes-like); see :func:`ctcm.dataplane.packet.classify`."""
     return [classify(p) for p in packets]
 
 

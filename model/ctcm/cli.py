@@ -16,21 +16,22 @@ import subprocess
 import sys
 import threading
 
-from . import __version__, spec
-from .cnp import fill_cnp_template, generate_cnp
-from .config import ConfigError, base_config, load_config
-from .docsgen import docs_with_table, transitions_dot
-from .errors import UsageError
-from .headers import headers_markdown
-from .oracle import OracleError
-from .oraclefiles import add_cli_command as add_compare
-from .packet import classify, decode, ip_src_dst
-from .packet import CM, MALFORMED
-from .pcapio import LINK_TYPES, CaptureError, CaptureReader, atomic_write
-from .scenario import MAX_TIME_US
-from .pipeline import Pipeline
-from .scenario import ScenarioError
-from .vectorcli import add_cli_commands
+from ctcm import __version__
+from ctcm import spec
+from ctcm.dataplane.cnp import fill_cnp_template, generate_cnp
+from ctcm.dataplane.config import ConfigError, base_config, load_config
+from ctcm.gen.docsgen import docs_with_table, transitions_dot
+from ctcm.errors import UsageError
+from ctcm.spec.headers import headers_markdown
+from ctcm.oracle.compare import OracleError
+from ctcm.oracle.files import add_cli_command as add_compare
+from ctcm.dataplane.packet import classify, decode, ip_src_dst
+from ctcm.dataplane.packet import CM, MALFORMED
+from ctcm.io.pcapio import LINK_TYPES, CaptureError, CaptureReader, atomic_write
+from ctcm.stimulus.scenario import MAX_TIME_US
+from ctcm.dataplane.pipeline import Pipeline
+from ctcm.stimulus.scenario import ScenarioError
+from ctcm.vectors.cli import add_cli_commands
 
 EXIT_DATA = 1
 EXIT_USAGE = 2

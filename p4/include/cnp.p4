@@ -1,5 +1,5 @@
-// The CNP: mirrors ctcm.cnp (fill_cnp_template, CnpGenerator.generate) and the
-// CNP part of ctcm.pipeline.Pipeline.process.
+// The CNP: mirrors ctcm.dataplane.cnp (fill_cnp_template, CnpGenerator.generate) and the
+// CNP part of ctcm.dataplane.pipeline.Pipeline.process.
 //
 // Ingress clones a CE-marked data packet from the host side on a tracked flow
 // (I2E, mirroring session = the ingress port's cnp_session, which sends it back

@@ -1,4 +1,4 @@
-// RoCEv2 ICRC (IBTA annex A17): mirrors ctcm.icrc (model/ctcm/icrc.py).
+// RoCEv2 ICRC (IBTA annex A17): mirrors ctcm.dataplane.icrc (model/ctcm/dataplane/icrc.py).
 //
 // CRC-32 (v1model HashAlgorithm.crc32 = zlib.crc32) over: 64 one-bits (the LRH
 // placeholder) | the IP header with its variant fields as ones (IPv4: TOS, TTL,

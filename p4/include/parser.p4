@@ -1,4 +1,4 @@
-// CtcmParser: mirrors ctcm.packet.classify (model/ctcm/packet.py), rule by rule.
+// CtcmParser: mirrors ctcm.dataplane.packet.classify (model/ctcm/dataplane/packet.py), rule by rule.
 //
 // The parser never extracts past the end of the frame: before each extract it
 // compares the frame length (standard_metadata.packet_length) or the IP/UDP

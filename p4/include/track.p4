@@ -1,4 +1,4 @@
-// Tracker.process + machine.track (model/ctcm/machine.py, p4 mode; the same functions
+// Tracker.process + machine.track (model/ctcm/dataplane/machine.py, p4 mode; the same functions
 // numba compiles for batches) for one CM MAD with a good ICRC. Included in CtcmIngress.apply, after
 // PROBE_VARS; uses the registers and probes of p4/include/tracker.p4.
 //

@@ -1,5 +1,5 @@
-// The tracker's storage and probes: mirrors the p4 table mode of ctcm.tracker
-// (model/ctcm/storage.py p4_tables and the p4 probes of model/ctcm/machine.py).
+// The tracker's storage and probes: mirrors the p4 table mode of ctcm.dataplane.tracker
+// (model/ctcm/dataplane/storage.py p4_tables and the p4 probes of model/ctcm/dataplane/machine.py).
 // Included inside CtcmIngress (declarations); p4/include/track.p4 is machine.track.
 //
 // A connection is one slot of per-field register arrays (storage.p4_tables):

@@ -38,10 +38,10 @@ import ptf
 import ptf.testutils as testutils
 from ptf.base_tests import BaseTest
 
-from ctcm.oracle import compare_outputs
-from ctcm.packet import decode
-from ctcm.scenario import compile_scenario, parse_scenario
-from ctcm.vectors import run_stimulus
+from ctcm.oracle.compare import compare_outputs
+from ctcm.dataplane.packet import decode
+from ctcm.stimulus.scenario import compile_scenario, parse_scenario
+from ctcm.vectors.run import run_stimulus
 
 from .modelutil import IPV6_UNREADABLE, conn_key, make_pipeline, config_for, dest_qpn, flip_cnp_qpn, is_cnp
 from .targets import attach
@@ -111,7 +111,7 @@ def steps_from_vector_doc(doc: dict) -> list[Step]:
 
 
 def steps_from_vector(vec) -> list[Step]:
-    """Steps of a model run (:class:`ctcm.vectors.Vector`)."""
+    """Steps of a model run (:class:`ctcm.vectors.run.Vector`)."""
     return [Step(p["id"], p["t_us"], p["port"], bytes(p["frame"]), [(q, bytes(b)) for q, b in p["expect"]],
                  p.get("note", "")) for p in vec.packets]
 
@@ -229,7 +229,7 @@ class CtcmTest(BaseTest):
     def model(self, timeline: str, connections: str, name: str = "behaviour"):
         """Run a scenario (timeline and connections in the scenario YAML format, the
         class's :attr:`options` and :attr:`ports`: the target runs the same config) on the
-        model; returns the :class:`ctcm.vectors.Vector` (expected outputs, final snapshot)."""
+        model; returns the :class:`ctcm.vectors.run.Vector` (expected outputs, final snapshot)."""
         opts = dict(self.options)
         text = f"name: {name}\n"
         if opts:

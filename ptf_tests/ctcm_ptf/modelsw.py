@@ -12,7 +12,7 @@ A Unix stream socket takes control requests, one JSON object per line, and
 answers one JSON line each:
 
 * ``{"cmd": "configure", "config": {...}}``: a new Pipeline with this config
-  (:meth:`ctcm.config.Config.to_dict` form): state and counters start empty;
+  (:meth:`ctcm.dataplane.config.Config.to_dict` form): state and counters start empty;
 * ``{"cmd": "reset"}``: a new Pipeline with the current config;
 * ``{"cmd": "counters"}``: ``{"counters": {key: value}}`` (the model's snapshot);
 * ``{"cmd": "snapshot"}``: the whole snapshot (counters, connections, flows);

@@ -3,7 +3,7 @@
 The model's API is being refactored while this suite is written; the small
 adapters here accept both shapes:
 
-* ``Pipeline(config)`` with a :class:`ctcm.config.Config`, or the older
+* ``Pipeline(config)`` with a :class:`ctcm.dataplane.config.Config`, or the older
   ``Pipeline(PipelineConfig(...))``;
 * ``Pipeline.process`` returning a Result with ``.outputs`` or the list itself.
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 
-from ctcm.config import Config, load_config
-from ctcm.packet import ROCE, classify
-from ctcm.icrc import icrc_bytes
+from ctcm.dataplane.config import Config, load_config
+from ctcm.dataplane.packet import ROCE, classify
+from ctcm.dataplane.icrc import icrc_bytes
 from ctcm.spec import OPCODE_CNP, Counter, Geometry
 
 REPO = os.path.normpath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))
@@ -45,7 +45,7 @@ def config_from_dict(d: dict) -> Config:
 
 def make_pipeline(cfg: Config):
     """A model Pipeline for this config (new or old constructor)."""
-    from ctcm import pipeline as P
+    from ctcm.dataplane import pipeline as P
 
     try:
         return P.Pipeline(cfg)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ptf
 
-from ctcm.packet import build_roce
+from ctcm.dataplane.packet import build_roce
 from ctcm_ptf.base import CtcmTest, Step
 from ctcm_ptf.modelutil import make_pipeline, outputs_of
 

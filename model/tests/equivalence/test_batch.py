@@ -4,8 +4,8 @@ import random
 
 from hypothesis import given, settings, strategies as st
 
-from ctcm.batch import classify_batch
-from ctcm.packet import build_cm, build_roce, classify
+from ctcm.dataplane.batch import classify_batch
+from ctcm.dataplane.packet import build_cm, build_roce, classify
 
 
 def corpus(seed: int, n: int = 300):
@@ -67,7 +67,7 @@ def test_frame_lengths_types_and_header_bytes():
     frames; byte() reads the frames' bytes (0 past the end); parsed_list == parsed."""
     import numpy as np
 
-    from ctcm.batch import W
+    from ctcm.dataplane.batch import W
 
     long = [build_roce("10.0.0.1", "10.0.0.2", {"opcode": 4, "dqpn": i}, bytes(200), ecn=i % 4) for i in range(20)]
     short = corpus(7, 200) + [b"", b"\x08"]
@@ -87,7 +87,7 @@ def test_frame_lengths_types_and_header_bytes():
 def test_scratch_buffer_gives_the_same_results():
     import numpy as np
 
-    from ctcm.batch import Scratch
+    from ctcm.dataplane.batch import Scratch
 
     scratch = Scratch()
     for seed, n in ((1, 50), (2, 700), (3, 20), (4, 1000), (5, 1)):

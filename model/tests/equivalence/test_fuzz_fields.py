@@ -8,11 +8,11 @@ import random
 
 from hypothesis import given, settings, strategies as st
 
-from ctcm import headers as H
-from ctcm.packet import CM, MALFORMED, build_cm, build_roce, classify, decode, summarize
-from ctcm.pipeline import Pipeline
-from ctcm.config import Config
-from ctcm.traffic import mutate_fields
+from ctcm.spec import headers as H
+from ctcm.dataplane.packet import CM, MALFORMED, build_cm, build_roce, classify, decode, summarize
+from ctcm.dataplane.pipeline import Pipeline
+from ctcm.dataplane.config import Config
+from ctcm.stimulus.traffic import mutate_fields
 from ctcm.spec import Geometry, Result
 
 HOST, PEER = "10.0.0.1", "10.0.0.2"

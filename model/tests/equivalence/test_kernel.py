@@ -1,4 +1,4 @@
-"""The p4 machine compiled by numba (ctcm.storage.compiled) against the same
+"""The p4 machine compiled by numba (ctcm.dataplane.storage.compiled) against the same
 machine in plain Python: Tracker.process() frame by frame. Same events (with their flows),
 counters, tables, connection count and time, on random, damaged and crafted
 traffic, with tables small enough to collide, fill and reclaim TIMEWAIT."""
@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ctcm import storage
-from ctcm.packet import build_cm
-from ctcm.traffic import damage as shared_damage
-from ctcm.traffic import protocol_traffic
+from ctcm.dataplane import storage
+from ctcm.dataplane.packet import build_cm
+from ctcm.stimulus.traffic import damage as shared_damage
+from ctcm.stimulus.traffic import protocol_traffic
 from ctcm.spec import Geometry
-from ctcm.tracker import FROM_HOST, FROM_NET, Tracker
+from ctcm.dataplane.tracker import FROM_HOST, FROM_NET, Tracker
 
 
 @pytest.fixture(autouse=True)
@@ -127,7 +127,7 @@ def test_crc_matches_zlib():
 def test_compiled_buckets_are_the_spec_keys():
     """The numba key builders hash exactly spec.active_key / passive_key / flow_key."""
     from ctcm import spec
-    from ctcm.storage import p4_geometry
+    from ctcm.dataplane.storage import p4_geometry
 
     storage.compiled()
     r = random.Random(2)

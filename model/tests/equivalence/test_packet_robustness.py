@@ -6,8 +6,8 @@ from hypothesis import given, settings, strategies as st
 from scapy.contrib.roce import BTH
 from scapy.layers.l2 import Ether
 
-from ctcm import headers as H
-from ctcm.packet import CM, MALFORMED, NOT_ROCE, ROCE, build_cm, build_roce, classify, decode
+from ctcm.spec import headers as H
+from ctcm.dataplane.packet import CM, MALFORMED, NOT_ROCE, ROCE, build_cm, build_roce, classify, decode
 
 CM_FRAME = build_cm("REQ", "10.0.0.1", "10.0.0.2", {"local_comm_id": 7, "local_qpn": 9}, tid=3)
 CM6_FRAME = build_cm("DREQ", "fd00::1", "fd00::2", {"local_comm_id": 7, "remote_comm_id": 8}, vlan=5)

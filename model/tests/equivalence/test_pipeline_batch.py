@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ctcm.packet import build_cm, build_roce
-from ctcm.config import Config
-from ctcm.pipeline import BatchOutput, Pipeline
-from ctcm.randgen import RandomParams, generate
+from ctcm.dataplane.packet import build_cm, build_roce
+from ctcm.dataplane.config import Config
+from ctcm.dataplane.pipeline import BatchOutput, Pipeline
+from ctcm.stimulus.randgen import RandomParams, generate
 
 H_MAC, P_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
 

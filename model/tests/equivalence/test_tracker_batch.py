@@ -5,9 +5,9 @@ which is the reference."""
 
 import pytest
 
-from ctcm.packet import build_cm
-from ctcm.traffic import damage, protocol_traffic
-from ctcm.tracker import FROM_HOST, FROM_NET, Geometry, Tracker
+from ctcm.dataplane.packet import build_cm
+from ctcm.stimulus.traffic import damage, protocol_traffic
+from ctcm.dataplane.tracker import FROM_HOST, FROM_NET, Geometry, Tracker
 
 
 def traffic(seed, n=3000, **kw):

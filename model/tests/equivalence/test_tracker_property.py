@@ -2,9 +2,9 @@
 
 from hypothesis import given, settings, strategies as st
 
-from ctcm.packet import build_cm
+from ctcm.dataplane.packet import build_cm
 from ctcm.spec import Geometry, Result
-from ctcm.tracker import FROM_HOST, FROM_NET, Tracker
+from ctcm.dataplane.tracker import FROM_HOST, FROM_NET, Tracker
 
 HOST = "10.0.0.1"
 PEERS = ["10.0.0.2", "10.0.0.3", "fd00::2"]

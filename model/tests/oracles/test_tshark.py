@@ -13,10 +13,10 @@ import subprocess
 
 import pytest
 
-from ctcm import headers as H
-from ctcm.cnp import fill_cnp_template, generate_cnp
-from ctcm.packet import build_cm, decode, ip_cm_private_data
-from ctcm.pcapio import write_pcap
+from ctcm.spec import headers as H
+from ctcm.dataplane.cnp import fill_cnp_template, generate_cnp
+from ctcm.dataplane.packet import build_cm, decode, ip_cm_private_data
+from ctcm.io.pcapio import write_pcap
 
 from conftest import require_tool
 

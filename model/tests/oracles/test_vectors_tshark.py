@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import yaml
 
-from ctcm.packet import CM, MALFORMED, classify
+from ctcm.dataplane.packet import CM, MALFORMED, classify
 
 from conftest import require_tool
 

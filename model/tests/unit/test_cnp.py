@@ -10,7 +10,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 
 import ctcm
-from ctcm.cnp import CNP_IPV4_LENGTH, CNP_IPV6_LENGTH, CnpGenerator, fill_cnp_template, generate_cnp
+from ctcm.dataplane.cnp import CNP_IPV4_LENGTH, CNP_IPV6_LENGTH, CnpGenerator, fill_cnp_template, generate_cnp
 
 # Mellanox "RoCEv2 CNP packet format example" (facts sheet; the C library's unit test).
 PUBLISHED = bytes.fromhex(
@@ -132,7 +132,7 @@ def test_generate_rejects_bad_input():
 def test_batch_generator_equals_scalar(version):
     import numpy as np
 
-    from ctcm.cnp import CnpBatchGenerator
+    from ctcm.dataplane.cnp import CnpBatchGenerator
 
     r = random.Random(version)
     t = fill_cnp_template(version, tos=0x89, ttl=0x20, ip_id=0x98C6, sport=56238)

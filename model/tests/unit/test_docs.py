@@ -4,7 +4,7 @@ import os
 import shutil
 import subprocess
 
-from ctcm.docsgen import docs_with_table, transitions_dot
+from ctcm.gen.docsgen import docs_with_table, transitions_dot
 
 DOCS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "docs")
 
@@ -35,7 +35,7 @@ def test_transition_table_in_docs_is_current():
 
 
 def test_headers_doc_is_current():
-    from ctcm.headers import headers_markdown
+    from ctcm.spec.headers import headers_markdown
 
     with open(os.path.join(DOCS, "headers.md")) as f:
         assert f.read() == headers_markdown(), "run `make docs`"

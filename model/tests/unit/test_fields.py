@@ -2,8 +2,8 @@
 
 import pytest
 
-from ctcm import headers as H
-from ctcm.fields import Field, Header
+from ctcm.spec import headers as H
+from ctcm.spec.fields import Field, Header
 
 
 def test_tables_lengths_and_no_overlap():

@@ -11,8 +11,9 @@ import subprocess
 
 import pytest
 
-from ctcm import headers as H
-from ctcm import p4gen, spec
+from ctcm.spec import headers as H
+from ctcm import spec
+from ctcm.gen import p4gen
 from ctcm.spec import Counter, Geometry
 
 GEN = p4gen.OUT_DEFAULT

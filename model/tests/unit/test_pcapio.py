@@ -7,7 +7,7 @@ from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap, wrpcapng
 
 from ctcm import build_cm
-from ctcm.pcapio import CaptureError, pcap_bytes, pcapng_bytes, read_capture, write_pcapng
+from ctcm.io.pcapio import CaptureError, pcap_bytes, pcapng_bytes, read_capture, write_pcapng
 
 from conftest import require_tool
 
@@ -91,7 +91,7 @@ import os  # noqa: E402
 import struct  # noqa: E402
 
 from ctcm.cli import main  # noqa: E402
-from ctcm.pcapio import _block, _opt  # noqa: E402
+from ctcm.io.pcapio import _block, _opt  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "..")
 CE_DATA = os.path.join(ROOT, "vectors", "ce-data.stimulus.pcapng")  # an active open, then CE data

@@ -6,9 +6,9 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1Q, Ether
 
-from ctcm.packet import build_cm, build_roce
-from ctcm.config import Config, ConfigError
-from ctcm.pipeline import Pipeline
+from ctcm.dataplane.packet import build_cm, build_roce
+from ctcm.dataplane.config import Config, ConfigError
+from ctcm.dataplane.pipeline import Pipeline
 
 H_MAC, P_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
 
@@ -118,7 +118,7 @@ def test_bad_config():
 
 @pytest.mark.parametrize("mode", ["ideal", "p4"])
 def test_batch_processing_equals_one_by_one(mode):
-    from ctcm.randgen import RandomParams, generate
+    from ctcm.stimulus.randgen import RandomParams, generate
 
     stim = generate(RandomParams(seed=9, packets=3000, connections=80, concurrency=10, ce_ratio=0.2,
                                  malformed=0.02, non_roce=0.02, ipv6=0.3))
@@ -167,7 +167,7 @@ from scapy.layers.inet6 import IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdr
 from scapy.layers.l2 import Dot1AD  # noqa: E402
 from scapy.packet import Raw  # noqa: E402
 
-from ctcm.packet import UNSUPPORTED, classify, decode  # noqa: E402
+from ctcm.dataplane.packet import UNSUPPORTED, classify, decode  # noqa: E402
 
 
 def _roce_ce(l3):

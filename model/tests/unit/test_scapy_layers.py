@@ -13,9 +13,9 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1Q, Ether
 
-from ctcm import headers as H
-from ctcm.packet import CM, build_cm, classify, decode
-from ctcm.scapy_layers import CM_LAYERS, DETH, MAD
+from ctcm.spec import headers as H
+from ctcm.dataplane.packet import CM, build_cm, classify, decode
+from ctcm.io.scapy_layers import CM_LAYERS, DETH, MAD
 
 def scapy_width(sf) -> int:
     """Width in bits of a scapy field (BitField: size; fixed-length string: its length)."""

@@ -1,15 +1,15 @@
 """Tracker: every transition of the issue's table, the closed gaps, both table modes.
 
 Expected states come from the specification (the C library's table plus the
-gap closures), written here independently of ctcm.tracker.TRANSITIONS.
+gap closures), written here independently of ctcm.dataplane.tracker.TRANSITIONS.
 """
 
 import pytest
 
 import ctcm
-from ctcm.packet import build_cm
+from ctcm.dataplane.packet import build_cm
 from ctcm.spec import Geometry, Outcome, State, active_key, bucket_of, flow_key
-from ctcm.tracker import FROM_HOST, FROM_NET, Tracker, normalize_ip
+from ctcm.dataplane.tracker import FROM_HOST, FROM_NET, Tracker, normalize_ip
 
 HOST, PEER = "10.0.0.1", "10.0.0.2"
 HID, PID = 0x1111, 0x2222          # comm IDs: host's, peer's
@@ -236,7 +236,7 @@ def test_mra_of_lap_and_sidr_are_ignored(t):
 
 
 def test_non_cm_is_ignored_cheaply(t):
-    from ctcm.packet import build_roce
+    from ctcm.dataplane.packet import build_roce
     assert t.process(FROM_HOST, build_roce(HOST, PEER, {"opcode": 4, "dqpn": 5}, b"x" * 8)) is None
     assert t.process(FROM_HOST, b"\x00" * 5) is None
     assert sum(t.counters.values()) == 0

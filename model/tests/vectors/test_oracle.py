@@ -6,12 +6,12 @@ import sys
 
 import pytest
 
-from ctcm import headers as H
+from ctcm.spec import headers as H
 from ctcm.cli import main
-from ctcm.oracle import compare, compare_outputs
-from ctcm.oraclefiles import load_expected
-from ctcm.packet import classify
-from ctcm.pcapio import write_pcapng
+from ctcm.oracle.compare import compare, compare_outputs
+from ctcm.oracle.files import load_expected
+from ctcm.dataplane.packet import classify
+from ctcm.io.pcapio import write_pcapng
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "..")
 VEC = os.path.join(ROOT, "vectors")
@@ -171,9 +171,9 @@ def test_port_map_for_foreign_capture(tmp_path):
 
 # --- streaming comparison: the same report as the in-memory one --------------------------
 
-from ctcm import oraclefiles as O  # noqa: E402
-from ctcm.randgen import RandomParams, generate  # noqa: E402
-from ctcm.vectors import make_vector  # noqa: E402
+from ctcm.oracle import files as O  # noqa: E402
+from ctcm.stimulus.randgen import RandomParams, generate  # noqa: E402
+from ctcm.vectors.run import make_vector  # noqa: E402
 
 
 @pytest.mark.parametrize("name", ["active-open", "ce-data", "ipv6", "stress-small", "malformed", "cnp-pacing"])

@@ -5,9 +5,9 @@ import random
 import yaml
 from hypothesis import given, settings, strategies as st
 
-from ctcm.packet import build_cm, decode, summarize
-from ctcm.randgen import RandomParams, generate
-from ctcm.vectors import run_stimulus, vector_yaml
+from ctcm.dataplane.packet import build_cm, decode, summarize
+from ctcm.stimulus.randgen import RandomParams, generate
+from ctcm.vectors.run import run_stimulus, vector_yaml
 
 
 def test_yaml_reads_back():

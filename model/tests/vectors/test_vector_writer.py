@@ -11,14 +11,14 @@ import pytest
 import yaml
 from scapy.utils import PcapNgReader
 
-from ctcm import vecrender as R
-from ctcm import vectors as V
-from ctcm import vecwrite as W
-from ctcm.batch import summarize_many
-from ctcm.packet import summarize
-from ctcm.pcapio import pcapng_bytes, pcapng_chunks
-from ctcm.randgen import RandomParams, generate, generate_chunks
-from ctcm.vectors import run_stimulus, write_vector
+from ctcm.vectors import render as R
+from ctcm.vectors import run as V
+from ctcm.vectors import write as W
+from ctcm.dataplane.batch import summarize_many
+from ctcm.dataplane.packet import summarize
+from ctcm.io.pcapio import pcapng_bytes, pcapng_chunks
+from ctcm.stimulus.randgen import RandomParams, generate, generate_chunks
+from ctcm.vectors.run import run_stimulus, write_vector
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from ctcm.vectorcli import build_file
+from ctcm.vectors.cli import build_file
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "..")
 SCENARIOS = sorted(glob.glob(os.path.join(ROOT, "vectors", "scenarios", "*.yaml")))

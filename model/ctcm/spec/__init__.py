@@ -1,7 +1,7 @@
 """The spec: everything the data plane compiles in, written once.
 
-The model (:mod:`ctcm.machine`, :mod:`ctcm.tracker`, :mod:`ctcm.pipeline`)
-and the P4 program (through the includes that :mod:`ctcm.p4gen` generates
+The model (:mod:`ctcm.dataplane.machine`, :mod:`ctcm.dataplane.tracker`, :mod:`ctcm.dataplane.pipeline`)
+and the P4 program (through the includes that :mod:`ctcm.gen.p4gen` generates
 into ``p4/include/generated/``) both take from here:
 
 * the enums: directions, connection states, tracked CM messages, results,
@@ -13,7 +13,7 @@ into ``p4/include/generated/``) both take from here:
 
 Protocol numbers (ethertypes, UDP port, opcodes, MAD classes) are here too,
 so the classifier, the batch classifier and the P4 parser share them.
-Header field offsets are in the field tables (:mod:`ctcm.headers`).
+Header field offsets are in the field tables (:mod:`ctcm.spec.headers`).
 """
 
 from __future__ import annotations

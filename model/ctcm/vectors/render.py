@@ -9,18 +9,31 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 import yaml
 
-from .batch import summarize_many
-from .pcapio import pcapng_header, pcapng_records
-from .scenario import Stimulus
-
-if TYPE_CHECKING:
-    from .vectors import Vector
+from ctcm.dataplane.batch import summarize_many
+from ctcm.io.pcapio import pcapng_header, pcapng_records
+from ctcm.stimulus.scenario import Stimulus
 
 FORMAT = "ctcm-vector/1"
+
+
+@dataclass
+class Vector:
+    name: str
+    description: str
+    options: dict
+    ports: dict
+    #: per stimulus: dict(id, t_us, port, frame, expect=[(port, frame)], events=[str])
+    packets: list = field(default_factory=list)
+    checkpoints: list = field(default_factory=list)
+    final: dict = field(default_factory=dict)
+    #: the control-plane config the vector was made with (Config.to_dict(): the
+    #: base config with ``options`` and ``ports`` applied)
+    config: dict = field(default_factory=dict)
+
 
 # --- writers -------------------------------------------------------------------
 
@@ -287,7 +300,7 @@ class Renderer:
     """The bytes of each file of a vector (``suffix`` one of :data:`SUFFIXES`):
     :meth:`head`, then :meth:`body` of each chunk of run records in order,
     then :meth:`tail`. The one implementation of the format: the in-memory
-    functions below and the streaming writer (:mod:`ctcm.vecwrite`) both use
+    functions below and the streaming writer (:mod:`ctcm.vectors.write`) both use
     it, so their files are the same bytes. ``vec`` gives the name, options,
     ports and config (head) and, once the run is over, the checkpoints and
     final snapshot (the YAML tail); its ``packets`` are not used."""

@@ -1,7 +1,7 @@
 """CM connection tracker: the C library's state machine, its gaps closed.
 
 Where is REQ handled? In :data:`ctcm.spec.TRANSITIONS` (what it may do, per
-direction and state) and :func:`ctcm.machine.req` / :func:`ctcm.machine.apply`
+direction and state) and :func:`ctcm.dataplane.machine.req` / :func:`ctcm.dataplane.machine.apply`
 (the one place that applies a row). This module is the API around them:
 frames in, :class:`Event` objects out, queries and snapshots.
 
@@ -22,7 +22,7 @@ ESTABLISHED/DREQ_SENT/DREQ_RCVD.
 Table modes: ``ideal`` (unbounded, like the C library) and ``p4`` (fixed
 BUCKETS x WAYS hash tables, CRC-32 over the spec's key bytes; a new entry
 whose bucket has no free way is refused). Both run the same machine over
-per-field slot arrays (:mod:`ctcm.storage`). Model time is integer µs.
+per-field slot arrays (:mod:`ctcm.dataplane.storage`). Model time is integer µs.
 """
 
 from __future__ import annotations
@@ -32,14 +32,15 @@ from array import array
 
 import numpy as np
 
-from . import headers as H
-from . import machine as M
-from . import storage, spec
-from .batch import Scratch
-from .cmfields import cm_fields, cm_fields_batch
-from .gcpause import gc_paused
-from .packet import CM, classify
-from .spec import TRACKER_COUNTERS, Direction, Geometry, Msg, Outcome, Result, State
+from ctcm.spec import headers as H
+from ctcm.dataplane import machine as M
+from ctcm.dataplane import storage
+from ctcm import spec
+from ctcm.dataplane.batch import Scratch
+from ctcm.dataplane.cmfields import cm_fields, cm_fields_batch
+from ctcm.io.gcpause import gc_paused
+from ctcm.dataplane.packet import CM, classify
+from ctcm.spec import TRACKER_COUNTERS, Direction, Geometry, Msg, Outcome, Result, State
 
 __all__ = ["Direction", "FROM_HOST", "FROM_NET", "State", "Event", "Geometry", "Tracker", "normalize_ip"]
 
@@ -202,7 +203,7 @@ class Tracker:
     def track(self, direction, attr: int, peer_ip: bytes, msg_local: int, msg_remote: int, qpn: int, mraed: int,
               now_us: int) -> Event:
         """The state machine on the fields of one CM message (what the P4
-        parser extracts; see :mod:`ctcm.cmfields`)."""
+        parser extracts; see :mod:`ctcm.dataplane.cmfields`)."""
         self.now = now_us
         ev = self._ev
         self._m.track(self._T, self._G, direction, attr, peer_ip, msg_local, msg_remote, qpn, mraed, now_us,

@@ -1,6 +1,6 @@
 """Traffic and damage for tests, fuzzing, benchmarks and the soak run (one place).
 
-* :func:`protocol_traffic`: realistic seeded traffic from :mod:`ctcm.randgen`
+* :func:`protocol_traffic`: realistic seeded traffic from :mod:`ctcm.stimulus.randgen`
   (connections that open, carry data, tear down; loss, retransmission, MRA,
   REJ, IPv6, non-RoCE and malformed frames), as (port, frame, time) items;
 * :func:`damage`: random bit flips, truncations, junk frames and (for
@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import random
 
-from . import headers as H
-from .icrc import icrc
-from .packet import ETH_P_8021Q, classify
-from .randgen import RandomParams, generate
+from ctcm.spec import headers as H
+from ctcm.dataplane.icrc import icrc
+from ctcm.dataplane.packet import ETH_P_8021Q, classify
+from ctcm.stimulus.randgen import RandomParams, generate
 
 __all__ = ["protocol_traffic", "damage", "mutate_fields", "header_layers"]
 

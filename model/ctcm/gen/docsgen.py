@@ -6,7 +6,7 @@ in docs/tracker.md; tests fail when the committed files are stale.
 
 from __future__ import annotations
 
-from .spec import GONE, SAME, TRANSITIONS, Direction
+from ctcm.spec import GONE, SAME, TRANSITIONS, Direction
 
 __all__ = ["transitions_dot", "transitions_markdown", "docs_with_table", "BEGIN", "END"]
 

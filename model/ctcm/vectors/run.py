@@ -24,34 +24,20 @@ from __future__ import annotations
 import gc
 import os
 import shutil
-from dataclasses import dataclass, field
 
-from .config import base_config
-from .errors import UsageError
-from .gcpause import gc_paused
-from .pipeline import Pipeline
-from .scenario import Checkpoint, Scenario, Stimulus, compile_scenario
-from .vecrender import FORMAT, Renderer, expected_hex, expected_pcapng, stimulus_hex, stimulus_pcapng, vector_yaml
-from .vecwrite import FORMATS, StreamWriter, _Outputs, _parallel
+from ctcm.dataplane.config import base_config
+from ctcm.errors import UsageError
+from ctcm.io.gcpause import gc_paused
+from ctcm.dataplane.pipeline import Pipeline
+from ctcm.stimulus.scenario import Checkpoint, Scenario, Stimulus, compile_scenario
+from ctcm.vectors.render import FORMAT, Renderer, Vector, expected_hex, expected_pcapng, stimulus_hex, stimulus_pcapng, vector_yaml
+from ctcm.vectors.write import FORMATS, StreamWriter, _Outputs, _parallel
 
 __all__ = ["Vector", "run_stimulus", "run_scenario", "make_vector", "write_vector", "stream_vector", "vector_yaml",
            "stimulus_pcapng", "expected_pcapng", "stimulus_hex", "expected_hex", "FORMAT", "FORMATS",
            "Checkpoint"]
 
 
-@dataclass
-class Vector:
-    name: str
-    description: str
-    options: dict
-    ports: dict
-    #: per stimulus: dict(id, t_us, port, frame, expect=[(port, frame)], events=[str])
-    packets: list = field(default_factory=list)
-    checkpoints: list = field(default_factory=list)
-    final: dict = field(default_factory=dict)
-    #: the control-plane config the vector was made with (Config.to_dict(): the
-    #: base config with ``options`` and ``ports`` applied)
-    config: dict = field(default_factory=dict)
 
 
 def make_pipeline(options: dict, ports: dict) -> Pipeline:

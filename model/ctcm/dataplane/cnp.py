@@ -17,10 +17,10 @@ import ipaddress
 import struct
 import zlib
 
-from . import spec as C
-from . import headers as H
-from .icrc import icrc
-from .packet import IPPROTO_UDP, OPCODE_CNP, ROCEV2_PORT, ipv4_checksum
+from ctcm import spec as C
+from ctcm.spec import headers as H
+from ctcm.dataplane.icrc import icrc
+from ctcm.dataplane.packet import IPPROTO_UDP, OPCODE_CNP, ROCEV2_PORT, ipv4_checksum
 
 _crc32 = zlib.crc32
 _pack_le = struct.Struct("<I").pack
@@ -184,7 +184,7 @@ class CnpBatchGenerator:
     The ICRC is affine over GF(2): for a fixed template, the ICRC of a CNP is
     the template's ICRC XOR one table entry per varying byte (4 or 16 bytes
     of each address, 3 of the destination QPN), each table computed once
-    with :func:`ctcm.icrc.icrc`. ``generate(srcs, dsts, qpns)`` takes arrays
+    with :func:`ctcm.dataplane.icrc.icrc`. ``generate(srcs, dsts, qpns)`` takes arrays
     of packed addresses (N x 4 or N x 16 uint8) and QPNs (N) and returns an
     N x L uint8 array of CNPs, identical to :meth:`CnpGenerator.generate`
     (a test checks).

@@ -8,8 +8,8 @@ Bit offsets count from the most significant bit of the byte (bit 0 = MSB), as
 IBTA and the facts sheet do.
 
 The same table drives decoding (:meth:`Header.decode`), encoding
-(:meth:`Header.encode`), the scapy layers (``ctcm.scapy_layers``), the hot-path
-offsets (``ctcm.packet``) and the documentation. Bytes not covered by a field
+(:meth:`Header.encode`), the scapy layers (``ctcm.io.scapy_layers``), the hot-path
+offsets (``ctcm.dataplane.packet``) and the documentation. Bytes not covered by a field
 are reserved: they encode as zero and are ignored on decode.
 """
 

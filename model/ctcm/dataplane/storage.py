@@ -9,7 +9,7 @@ Python object per connection. The FLOW table holds slot numbers only: its key
 
 * ``p4`` mode (:func:`p4_tables`): the arrays have the fixed geometry, slots
   [0, A) are the ACTIVE table and [A, A + P) the PASSIVE one, and the machine
-  probes the WAYS slots of a key's bucket (:mod:`ctcm.machine`'s own
+  probes the WAYS slots of a key's bucket (:mod:`ctcm.dataplane.machine`'s own
   primitives). :func:`compiled` gives the same machine compiled by numba.
 * ``ideal`` mode (:func:`ideal_tables`, :data:`IDEAL`): the arrays grow on
   demand and three unbounded dicts index them, like the C library; the
@@ -25,8 +25,9 @@ from array import array
 
 import numpy as np
 
-from . import machine, spec
-from .spec import Geometry
+from ctcm.dataplane import machine
+from ctcm import spec
+from ctcm.spec import Geometry
 
 __all__ = ["p4_tables", "p4_geometry", "ideal_tables", "IdealIndex", "IDEAL", "compiled", "numba_available",
            "MIN_COMPILED"]

@@ -6,11 +6,11 @@ import os
 import re
 import sys
 
-from .errors import UsageError
-from .randgen import RandomParams, RandomScenario, generate_chunks, load_source
-from .scenario import check_name, scenario_packets, stream_scenario
-from .yamlsrc import Ctx
-from .vectors import FORMATS, stream_vector
+from ctcm.errors import UsageError
+from ctcm.stimulus.randgen import RandomParams, RandomScenario, generate_chunks, load_source
+from ctcm.stimulus.scenario import check_name, scenario_packets, stream_scenario
+from ctcm.io.yamlsrc import Ctx
+from ctcm.vectors.run import FORMATS, stream_vector
 
 # --- suite / CLI -------------------------------------------------------------------
 

@@ -16,8 +16,8 @@ import tempfile
 import threading
 import traceback
 
-from .pcapio import new_file_mode
-from .vecrender import SUFFIXES, Renderer
+from ctcm.io.pcapio import new_file_mode
+from ctcm.vectors.render import SUFFIXES, Renderer
 
 # --- the files of one vector -------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Scapy layers for DETH, MAD and every CM message, generated from the field tables.
 
-Offsets live only in :mod:`ctcm.headers`; this module turns each table into
+Offsets live only in :mod:`ctcm.spec.headers`; this module turns each table into
 a scapy ``fields_desc`` (reserved gaps become ``reserved_<bit>`` fields) and
 binds the layers below scapy.contrib.roce's BTH::
 
@@ -16,8 +16,8 @@ from scapy.contrib.roce import BTH
 from scapy.fields import BitField, StrFixedLenField, XBitField
 from scapy.packet import Packet, bind_layers
 
-from . import headers as H
-from .fields import Header
+from ctcm.spec import headers as H
+from ctcm.spec.fields import Header
 
 __all__ = ["DETH", "MAD", "CM_LAYERS", "fields_desc_of", "layer_for"]
 

@@ -32,14 +32,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .batch import W, Scratch, classify_batch
-from .cnp import CnpGenerator, fill_cnp_template
-from .config import MAX_PORT, Config
-from .gcpause import gc_paused
-from .icrc import verify_icrc
-from .packet import CM, ECN_CE, MALFORMED, NOT_ROCE, OPCODE_CNP, ROCE, UNSUPPORTED, classify, ip_src_dst
-from .spec import PIPELINE_COUNTERS, Direction
-from .tracker import Tracker, normalize_ip
+from ctcm.dataplane.batch import W, Scratch, classify_batch
+from ctcm.dataplane.cnp import CnpGenerator, fill_cnp_template
+from ctcm.dataplane.config import MAX_PORT, Config
+from ctcm.io.gcpause import gc_paused
+from ctcm.dataplane.icrc import verify_icrc
+from ctcm.dataplane.packet import CM, ECN_CE, MALFORMED, NOT_ROCE, OPCODE_CNP, ROCE, UNSUPPORTED, classify, ip_src_dst
+from ctcm.spec import PIPELINE_COUNTERS, Direction
+from ctcm.dataplane.tracker import Tracker, normalize_ip
 
 __all__ = ["Pipeline", "Result", "BatchOutput"]
 
@@ -112,7 +112,7 @@ class BatchOutput:
 
 class Pipeline:
     """Bump-in-the-wire CM tracker + CNP generator (see module doc), configured
-    by the control-plane config (:class:`~ctcm.config.Config`)."""
+    by the control-plane config (:class:`~ctcm.dataplane.config.Config`)."""
 
     def __init__(self, config: Config | None = None):
         self.config = config = config if config is not None else Config()
@@ -154,7 +154,7 @@ class Pipeline:
         is used as is); returns a :class:`BatchOutput` whose per-packet results,
         counters and state are exactly those of :meth:`process` called one by one.
 
-        Classification is vectorised (:mod:`ctcm.batch`), and so are the
+        Classification is vectorised (:mod:`ctcm.dataplane.batch`), and so are the
         decisions of the packets that only get forwarded (port map lookup, ECN
         CE, BTH opcode, counters). Only the packets that read or change state
         take the per-packet path, in stimulus order: CM MADs from a mapped port

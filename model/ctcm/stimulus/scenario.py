@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 
 from dataclasses import fields as dc_fields
 
-from . import headers as H
-from .packet import OPCODE_RC_SEND_ONLY, build_cm, build_roce, ip_cm_private_data, ipv4_checksum
-from .spec import Geometry
-from .yamlsrc import Ctx, Map, SourceError, load_yaml_text, plain, read_text
+from ctcm.dataplane.config import MAX_PORT
+from ctcm.spec import headers as H
+from ctcm.dataplane.packet import OPCODE_RC_SEND_ONLY, build_cm, build_roce, ip_cm_private_data, ipv4_checksum
+from ctcm.spec import Geometry
+from ctcm.io.yamlsrc import Ctx, Map, SourceError, load_yaml_text, plain, read_text
 
 __all__ = ["ScenarioError", "Stimulus", "Scenario", "load_scenario", "parse_scenario", "compile_scenario",
            "stream_scenario", "scenario_packets", "Checkpoint",
@@ -114,8 +115,8 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
     options = check_options(ctx, ctx.typed(doc, "options", dict, Map()))
     ports = ctx.typed(doc, "ports", dict, Map({"host": 1, "net": 2}))
     ctx.only(ports, {"host", "net"})
-    ports = {"host": _ranged(ctx, ports, "host", 0, 0xFFFF, 1, "port "),
-             "net": _ranged(ctx, ports, "net", 0, 0xFFFF, 2, "port ")}
+    ports = {"host": _ranged(ctx, ports, "host", 0, MAX_PORT, 1, "port "),
+             "net": _ranged(ctx, ports, "net", 0, MAX_PORT, 2, "port ")}
     if ports["host"] == ports["net"]:
         raise ctx.err(doc.get("ports"), "host and net ports must differ")
 

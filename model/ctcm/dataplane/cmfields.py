@@ -1,8 +1,8 @@
 """The fields the tracker reads from a CM frame, as the P4 parser extracts them.
 
 :func:`cm_fields` for one frame and :func:`cm_fields_batch` for many (numpy
-gathers over the bytes :func:`ctcm.batch.classify_batch` keeps); every
-offset comes from the field tables (:mod:`ctcm.headers`):
+gathers over the bytes :func:`ctcm.dataplane.batch.classify_batch` keeps); every
+offset comes from the field tables (:mod:`ctcm.spec.headers`):
 
 * the peer's IP (the destination of what the host sends, the source of what
   it receives), 16 bytes, IPv4 as IPv4-mapped IPv6;
@@ -18,10 +18,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import headers as H
-from .batch import W, classify_batch
-from .packet import CM, IP_ADDR_OFFSETS
-from .spec import ATTR_MRA, V4_MAPPED_PREFIX, Direction
+from ctcm.spec import headers as H
+from ctcm.dataplane.batch import W, classify_batch
+from ctcm.dataplane.packet import CM, IP_ADDR_OFFSETS
+from ctcm.spec import ATTR_MRA, V4_MAPPED_PREFIX, Direction
 
 __all__ = ["cm_fields", "cm_fields_batch", "peer_ip", "CmFields", "LOCAL_ID", "REMOTE_ID", "QPN_AT", "MRAED",
            "MRAED_SHIFT"]

@@ -1,6 +1,6 @@
 """Vectorised classifier: :func:`classify` for a batch of frames, with numpy.
 
-The pure-Python :func:`ctcm.packet.classify` is the reference. This module
+The pure-Python :func:`ctcm.dataplane.packet.classify` is the reference. This module
 runs the same checks over a batch at once on the first bytes of every frame
 (enough for Ethernet, 802.1Q, IPv4 with options or IPv6, UDP, BTH, DETH and
 the MAD header). Frames that take any branch other than "clean RoCE" or
@@ -16,9 +16,9 @@ import zlib
 
 import numpy as np
 
-from . import headers as H
-from .packet import _BTH_LEN, CM, ROCE, Parsed, _summary_head, classify, summarize
-from .spec import (
+from ctcm.spec import headers as H
+from ctcm.dataplane.packet import _BTH_LEN, CM, ROCE, Parsed, _summary_head, classify, summarize
+from ctcm.spec import (
     CM_CLASS_VERSION, ICRC_LENGTH, IPPROTO_UDP, MAD_BASE_VERSION, MGMT_CLASS_CM, OPCODE_UD_SEND_ONLY, QP1, ROCEV2_PORT,
 )
 

@@ -20,13 +20,14 @@ import zlib
 from dataclasses import asdict, dataclass
 from dataclasses import fields as dc_fields
 
-from .gcpause import gc_paused
-from .icrc import icrc
-from .scenario import (
+from ctcm.dataplane.config import MAX_PORT
+from ctcm.io.gcpause import gc_paused
+from ctcm.dataplane.icrc import icrc
+from ctcm.stimulus.scenario import (
     MAX_TIME_US, RDMA_IP_PS_TCP, Conn, Host, Scenario, ScenarioError, Stimulus, check_name, check_options, cm_frame,
     data_frame, malformed_frame, non_roce_frame, parse_scenario,
 )
-from .yamlsrc import Ctx, Map, SourceError, load_yaml_text, plain, read_text
+from ctcm.io.yamlsrc import Ctx, Map, SourceError, load_yaml_text, plain, read_text
 
 __all__ = ["RandomParams", "generate", "generate_chunks"]
 
@@ -68,9 +69,9 @@ class RandomParams:
         if self.non_roce + self.malformed > 1:
             raise ValueError("non_roce + malformed must not exceed 1")
         ports = tuple(self.ports)
-        if len(ports) != 2 or any(isinstance(x, bool) or not isinstance(x, int) or not 0 <= x < 1 << 16
+        if len(ports) != 2 or any(isinstance(x, bool) or not isinstance(x, int) or not 0 <= x <= MAX_PORT
                                   for x in ports) or ports[0] == ports[1]:
-            raise ValueError(f"ports must be two different port numbers (host, net), got {self.ports!r}")
+            raise ValueError(f"ports must be two different port numbers 0..{MAX_PORT} (host, net), got {self.ports!r}")
         self.ports = ports
 
     def to_dict(self) -> dict:
@@ -284,7 +285,7 @@ class RandomScenario:
 
 
 def load_source(path: str) -> Scenario | RandomScenario:
-    """A scenario file: a :class:`~ctcm.scenario.Scenario`, or a :class:`RandomScenario`
+    """A scenario file: a :class:`~ctcm.stimulus.scenario.Scenario`, or a :class:`RandomScenario`
     for a file with a ``random:`` block. Errors: one-line ``ScenarioError``."""
     text = read_text(path, ScenarioError)
     try:

@@ -5,7 +5,7 @@
   ``struct``, and answers NOT_ROCE / ROCE / CM / MALFORMED without building
   per-header objects. It never raises.
 * :func:`decode` builds a :class:`Decoded` view of every layer through the
-  field tables of :mod:`ctcm.headers`; it never raises either.
+  field tables of :mod:`ctcm.spec.headers`; it never raises either.
 * :func:`build_roce`, :func:`build_cm` and :func:`ip_cm_private_data` encode
   frames through the same tables, with a correct ICRC.
 """
@@ -17,9 +17,9 @@ import ipaddress
 import socket
 import struct
 
-from . import headers as H
-from .icrc import icrc, icrc_bytes
-from .spec import (
+from ctcm.spec import headers as H
+from ctcm.dataplane.icrc import icrc, icrc_bytes
+from ctcm.spec import (
     CM_CLASS_VERSION, ECN_CE, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, GSI_QKEY, ICRC_LENGTH, IPPROTO_UDP,
     MAD_BASE_VERSION, MAD_METHOD_SEND, MGMT_CLASS_CM, OPCODE_CNP, OPCODE_RC_SEND_ONLY, OPCODE_UD_SEND_ONLY, QP1,
     ROCEV2_PORT, IPV6_EXTENSION_HEADERS, Kind,

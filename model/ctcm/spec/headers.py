@@ -11,7 +11,7 @@ Notation in each row: F(name, byte, bit, width_bits, fmt).
 
 from __future__ import annotations
 
-from .fields import FMT_BYTES, FMT_DEC, FMT_IPV4, FMT_IPV6, FMT_MAC, Field as F, Header
+from ctcm.spec.fields import FMT_BYTES, FMT_DEC, FMT_IPV4, FMT_IPV6, FMT_MAC, Field as F, Header
 
 # --- L2 ------------------------------------------------------------------
 ETHERNET = Header("Ethernet", 14, [
@@ -279,7 +279,7 @@ def headers_markdown() -> str:
     out = [
         "# Header and message field tables",
         "",
-        "Generated from `model/ctcm/headers.py` by `make docs`; do not edit.",
+        "Generated from `model/ctcm/spec/headers.py` by `make docs`; do not edit.",
         "Byte offsets are relative to the start of each header (CM messages: to the",
         "232-byte body after the MAD header); bit 0 is the most significant bit of the byte.",
         "Bytes not listed are reserved (zero when encoded, ignored when decoded).",

@@ -3,7 +3,7 @@
 ``p4/config.yaml`` (see ``p4/README.md``) says which ports face the host and
 which the network (and the peer of each), the TIMEWAIT duration, the CNP
 pacing interval and the table geometry. The model's
-:class:`~ctcm.pipeline.Pipeline`, the CLI, the vectors, and the bmv2 and
+:class:`~ctcm.dataplane.pipeline.Pipeline`, the CLI, the vectors, and the bmv2 and
 model-switch targets of the PTF suite read it; a scenario's ``options`` and
 ``ports`` are applied on top of it, and a vector records the result.
 
@@ -23,9 +23,9 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
-from . import spec
-from .spec import Geometry
-from .yamlsrc import Ctx, SourceError, load_yaml_text, read_text
+from ctcm import spec
+from ctcm.spec import Geometry
+from ctcm.io.yamlsrc import Ctx, SourceError, load_yaml_text, read_text
 
 __all__ = ["Config", "ConfigError", "load_config", "base_config", "default_config_path", "MAX_PORT", "MODES"]
 
@@ -180,7 +180,7 @@ def load_config(path: str) -> Config:
 
 def default_config_path() -> str | None:
     """``p4/config.yaml`` of the source tree this package runs from, if there is one."""
-    p = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "p4", "config.yaml")
+    p = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, os.pardir, "p4", "config.yaml")
     p = os.path.normpath(p)
     return p if os.path.isfile(p) else None
 

@@ -1,7 +1,7 @@
 """YAML input with line numbers: every error a user sees is ``FILE:LINE: problem``.
 
-Used by the scenario files (:mod:`ctcm.scenario`) and the control-plane
-config (:mod:`ctcm.config`).
+Used by the scenario files (:mod:`ctcm.stimulus.scenario`) and the control-plane
+config (:mod:`ctcm.dataplane.config`).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ Storage is reached through a few primitives (``find_active``,
 ``find_passive``, ``alloc``, ``release``, ``flow_add``, ``flow_del``): the
 ``p4`` ones are below (BUCKETS x WAYS register-style arrays, CRC-32 buckets
 over the spec's key bytes); ``ideal`` mode binds the same functions to
-unbounded dict indexes (:mod:`ctcm.storage`). Bindings (:func:`bind`) re-use
+unbounded dict indexes (:mod:`ctcm.dataplane.storage`). Bindings (:func:`bind`) re-use
 the code objects of this module with other globals, so there is one
 source for three uses:
 
@@ -29,7 +29,7 @@ of slot numbers (-1 = empty), and occupancy [ACTIVE, PASSIVE]. Geometry
 ``G`` (p4): (amask, aways, pmask, pways, pbase, fmask, fways).
 
 Results go into an event record ``ev`` (integers, indices ``E_*``) that the
-tracker turns into an :class:`~ctcm.tracker.Event`.
+tracker turns into an :class:`~ctcm.dataplane.tracker.Event`.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ from __future__ import annotations
 import types
 import zlib
 
-from . import spec
-from .spec import Counter as C
-from .spec import Direction, Flag, Msg, Outcome, Result, State
+from ctcm import spec
+from ctcm.spec import Counter as C
+from ctcm.spec import Direction, Flag, Msg, Outcome, Result, State
 
 # The spec's enums as plain ints: constants for Python and numba alike.
 FROM_HOST = int(Direction.FROM_HOST)

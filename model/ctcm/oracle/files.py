@@ -16,10 +16,10 @@ from collections import deque
 
 import yaml
 
-from .oracle import Expected, Mismatch, OracleError, Report, _lis, _similar, compare, field_diff
-from .packet import decode
-from .pcapio import CaptureError, CaptureReader, read_capture
-from .yamlsrc import yaml_error
+from ctcm.oracle.compare import Expected, Mismatch, OracleError, Report, _lis, _similar, compare, field_diff
+from ctcm.dataplane.packet import decode
+from ctcm.io.pcapio import CaptureError, CaptureReader, read_capture
+from ctcm.io.yamlsrc import yaml_error
 
 __all__ = ["load_expected", "load_observed", "iter_expected", "iter_observed", "compare_streams", "compare_files",
            "add_cli_command"]

@@ -17,7 +17,7 @@ paired one) whose bytes agree with it in at least half of the positions
 (over the longer of the two). Anything left is missing or extra.
 
 Reading vector files and captures, the streaming compare and ``ctcm compare``
-are in :mod:`ctcm.oraclefiles`.
+are in :mod:`ctcm.oracle.files`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import struct
 from dataclasses import dataclass, field
 
 
-from .packet import decode
+from ctcm.dataplane.packet import decode
 
 __all__ = ["OracleError", "Expected", "Mismatch", "Report", "compare", "compare_outputs", "field_diff"]
 

@@ -1,0 +1,1 @@
+"""Generated artefacts: the P4 includes (p4gen) and the docs (docsgen)."""

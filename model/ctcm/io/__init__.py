@@ -1,0 +1,1 @@
+"""Input/output below the model: capture files, line-aware YAML, GC pauses, scapy layers from the field tables."""

@@ -1,0 +1,1 @@
+"""Stimulus: scenarios, the seeded random generator and protocol traffic."""
