@@ -43,8 +43,10 @@ test: $(STAMP)
 # [TESTS="ActiveOpenCnp Vector_.*"] [PTF_PARAMS=corrupt_cnp_qpn=1] [PORTMAP=1=eth1,2=eth2] (root).
 TARGET ?= model
 PTF_STAMP := $(VENV)/.ptf-installed
+PTF_VERSION := 0.12.0
 $(PTF_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[ptf]'
+	$(PY) -m pip install --quiet --no-deps 'ptf==$(PTF_VERSION)'   # see pyproject.toml: no netifaces
 	touch $(PTF_STAMP)
 
 ptf: $(PTF_STAMP)
@@ -57,8 +59,10 @@ ptf: $(PTF_STAMP)
 # make test's PTF part: the model switch, then bmv2 when p4c and simple_switch are
 # installed (one line says what is missing; CTCM_REQUIRE_BMV2=1 never skips it).
 ptf-ci: $(PTF_STAMP)
-	@if [ "$$(id -u)" != 0 ] && [ "$${CTCM_REQUIRE_BMV2:-0}" != 1 ]; then \
-	  echo "PTF suite skipped: needs root (network namespaces, raw sockets)"; exit 0; fi; \
+	@why=""; [ "$$(id -u)" = 0 ] || why="needs root (network namespaces, raw sockets)"; \
+	command -v ip >/dev/null || why="$${why:+$$why; }iproute2 not installed (apt-get install iproute2)"; \
+	if [ -n "$$why" ]; then echo "PTF suite skipped: $$why"; \
+	  if [ "$${CTCM_REQUIRE_BMV2:-0}" = 1 ]; then echo "CTCM_REQUIRE_BMV2=1: a skipped PTF suite is a failure"; exit 1; fi; exit 0; fi; \
 	st=0; $(MAKE) --no-print-directory ptf TARGET=model || st=1; \
 	mkdir -p build/ptf; if (cd ptf_tests && ../$(PY) -m ctcm_ptf.harness --target model --tests ActiveOpenCnp \
 	      --params corrupt_cnp_qpn=1 --logdir ../build/ptf/negative) > build/ptf/negative.out 2>&1; then \
@@ -67,8 +71,9 @@ ptf-ci: $(PTF_STAMP)
 	  echo "PTF negative control: a corrupted expected CNP QPN fails with a field-level diff (build/ptf/negative.out)"; \
 	else echo "PTF negative control: failed without the expected diff (build/ptf/negative.out)"; st=1; fi; \
 	missing=""; for t in p4c simple_switch; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
-	if [ -n "$$missing" ] && [ "$${CTCM_REQUIRE_BMV2:-0}" != 1 ]; then \
-	  echo "PTF on bmv2 skipped: not installed:$$missing (see README; CTCM_REQUIRE_BMV2=1 makes this a failure)"; \
+	if [ -n "$$missing" ]; then \
+	  echo "PTF on bmv2 skipped: not installed:$$missing (p4c and bmv2: see p4/README.md, Toolchain)"; \
+	  if [ "$${CTCM_REQUIRE_BMV2:-0}" = 1 ]; then echo "CTCM_REQUIRE_BMV2=1: a skipped bmv2 run is a failure"; st=1; fi; \
 	else $(MAKE) --no-print-directory ptf TARGET=bmv2 || st=1; bmv2=1; fi; \
 	$(MAKE) --no-print-directory ptf-random TARGET=model || st=1; \
 	if [ -n "$${bmv2:-}" ]; then $(MAKE) --no-print-directory ptf-random TARGET=bmv2 || st=1; fi; exit $$st
