@@ -14,14 +14,11 @@
 #define ICRC_SWAP(c) ((c)[7:0] ++ (c)[15:8] ++ (c)[23:16] ++ (c)[31:24])
 #define ICRC_MAX 64w0x100000000
 
-#define ICRC_IPV4(ip) 64w0xffffffffffffffff, \
-    (ip).version, (ip).ihl, 8w0xff, (ip).total_length, (ip).id, (ip).flags, (ip).frag_offset, \
-    8w0xff, (ip).protocol, 16w0xffff, (ip).src, (ip).dst
-#define ICRC_IPV6(ip) 64w0xffffffffffffffff, \
-    (ip).version, 28w0xfffffff, (ip).payload_length, (ip).next_header, 8w0xff, (ip).src, (ip).dst
-#define ICRC_UDP_BTH(u, b) (u).sport, (u).dport, (u).length, 16w0xffff, \
-    (b).opcode, (b).solicited, (b).migreq, (b).padcount, (b).version, (b).pkey, 8w0xff, (b).dqpn, \
-    (b).ackreq, (b).resv7, (b).psn
+// The field lists are generated from the model's mask table (ICRC_*_FIELDS in
+// include/generated/headers.p4): a variant field is a constant of ones.
+#define ICRC_IPV4(ip) ICRC_LRH_ONES, ICRC_IPV4_FIELDS(ip)
+#define ICRC_IPV6(ip) ICRC_LRH_ONES, ICRC_IPV6_FIELDS(ip)
+#define ICRC_UDP_BTH(u, b) ICRC_UDP_FIELDS(u), ICRC_BTH_FIELDS(b)
 // The first k option words (a leading comma each): ICRC_OPTS_k(o).
 #define ICRC_OPTS_0(o)
 #define ICRC_OPTS_1(o) ICRC_OPTS_0(o), (o)[0].word

@@ -19,7 +19,8 @@ import numpy as np
 from ctcm.spec import headers as H
 from ctcm.dataplane.packet import _BTH_LEN, CM, ROCE, Parsed, _summary_head, classify, summarize
 from ctcm.spec import (
-    CM_CLASS_VERSION, ICRC_LENGTH, IPPROTO_UDP, MAD_BASE_VERSION, MGMT_CLASS_CM, OPCODE_UD_SEND_ONLY, QP1, ROCEV2_PORT,
+    CM_CLASS_VERSION, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, ICRC_LENGTH, IPPROTO_UDP, MAD_BASE_VERSION, MGMT_CLASS_CM,
+    OPCODE_UD_SEND_ONLY, QP1, ROCEV2_PORT,
 )
 
 __all__ = ["BatchResult", "Scratch", "classify_batch", "summarize_many"]
@@ -109,6 +110,10 @@ _UDP_DPORT, _UDP_LEN = H.UDP["dport"].byte, H.UDP["length"].byte
 _DQPN = H.BTH["dqpn"].byte
 _BASE_VERSION, _MGMT_CLASS, _CLASS_VERSION = H.MAD["base_version"].byte, H.MAD["mgmt_class"].byte, H.MAD["class_version"].byte
 _ATTR_ID = H.MAD["attr_id"].byte
+_ETHERTYPE, _L3 = H.ETHERNET["ethertype"].byte, H.ETHERNET.length
+_VLAN_ETHERTYPE, _L3_VLAN = H.ETHERNET.length + H.VLAN["ethertype"].byte, H.ETHERNET.length + H.VLAN.length
+_IHL_MASK = H.IPV4["ihl"].mask
+_ACKREQ, _PSN, _PSN_LEN = H.BTH["ackreq"].byte, H.BTH["psn"].byte, H.BTH["psn"].width // 8
 
 
 def _group(sub, length, l3: int, l4: int, v4: bool, idx, res: BatchResult, clean) -> None:
@@ -205,13 +210,13 @@ def classify_batch(frames, scratch: Scratch | None = None) -> BatchResult:
     res.length, res._cols = length, b
     # Frames are grouped by header layout (L3 offset, IP version, IPv4 IHL): within
     # a group every field sits at a fixed column, so the checks are column slices.
-    et = b[:, 12].astype(np.int32) << 8 | b[:, 13]
-    vlan = et == 0x8100
-    et = np.where(vlan, b[:, 16].astype(np.int32) << 8 | b[:, 17], et)
-    vihl = np.where(vlan, b[:, 18], b[:, 14])
+    et = _u16(b, _ETHERTYPE)
+    vlan = et == ETH_P_8021Q
+    et = np.where(vlan, _u16(b, _VLAN_ETHERTYPE), et)
+    vihl = np.where(vlan, b[:, _L3_VLAN], b[:, _L3])
     # key = IP version * 10000 + IPv4 header length * 100 + L3 offset (0: not IP)
-    key = np.where(et == 0x0800, 40000 + (vihl & 0x0F).astype(np.int32) * 400,
-                   np.where(et == 0x86DD, 64000, -100)) + np.where(vlan, 18, 14)
+    key = np.where(et == ETH_P_IPV4, 40000 + (vihl & _IHL_MASK).astype(np.int32) * 400,
+                   np.where(et == ETH_P_IPV6, 60000 + H.IPV6.length * 100, -100)) + np.where(vlan, _L3_VLAN, _L3)
     clean = np.zeros(n, bool)
     k0 = int(key[0])
     same = bool((key == k0).all())  # the usual case: one layout
@@ -219,7 +224,7 @@ def classify_batch(frames, scratch: Scratch | None = None) -> BatchResult:
         if k < 40000:
             continue  # not IP: the reference classifier says why
         l3, hlen, v4 = k % 100, (k // 100) % 100, k < 60000
-        if hlen < 20:
+        if hlen < H.IPV4.length:
             continue
         l4 = l3 + hlen
         if l4 + 8 + 12 + 8 + 24 > W:
@@ -261,14 +266,15 @@ def summarize_many(frames, cache: dict | None = None) -> list[str]:
         if kind != ROCE or m >= 0 or b < 0 or e < b + _BTH_LEN or len(f) < e + 4 or type(f) is not bytes:
             add(summarize(f, res.parsed(i)))
             continue
-        key = f[l3 : b + 8]
+        key = f[l3 : b + _ACKREQ]
         hit = cache.get(key)
         if hit is None:
             hit = cache[key] = _summary_head(f, l3, b)
         head, crc = hit
         # the PSN is 24 bits: "{:#08x}" is "0x" and its 6 hex digits
-        if crc32(f[b + 8 : e], crc) == icrc_at(f, e)[0]:
-            add(f"{head}{f[b + 9 : b + 12].hex()}")
+        psn = f[b + _PSN : b + _PSN + _PSN_LEN].hex()
+        if crc32(f[b + _ACKREQ : e], crc) == icrc_at(f, e)[0]:
+            add(f"{head}{psn}")
         else:
-            add(f"{head}{f[b + 9 : b + 12].hex()} | BAD-ICRC")
+            add(f"{head}{psn} | BAD-ICRC")
     return out

@@ -20,14 +20,14 @@ import zlib
 from ctcm import spec as C
 from ctcm.spec import headers as H
 from ctcm.dataplane.icrc import icrc
-from ctcm.dataplane.packet import IPPROTO_UDP, OPCODE_CNP, ROCEV2_PORT, ipv4_checksum
+from ctcm.dataplane.packet import IPPROTO_UDP, OPCODE_CNP, ROCEV2_PORT, checksum_fold, ipv4_checksum, ones_sum
 
 _crc32 = zlib.crc32
 _pack_le = struct.Struct("<I").pack
 
 __all__ = ["fill_cnp_template", "generate_cnp", "CnpGenerator", "CNP_IPV4_LENGTH", "CNP_IPV6_LENGTH"]
 
-_L4_LEN = H.UDP.length + H.BTH.length + H.CNP_PAYLOAD.length + 4  # 40
+_L4_LEN = H.UDP.length + H.BTH.length + H.CNP_PAYLOAD.length + C.ICRC_LENGTH  # 40
 CNP_IPV4_LENGTH = H.IPV4.length + _L4_LEN  # 60
 CNP_IPV6_LENGTH = H.IPV6.length + _L4_LEN  # 80
 
@@ -114,14 +114,14 @@ def generate_cnp(
         buf = out
     _set_addresses(buf, src_ip, dst_ip)
     version = buf[0] >> 4
-    l4 = 20 if version == 4 else 40
-    bth = l4 + H.UDP.length
-    buf[bth + 5 : bth + 8] = dest_qpn.to_bytes(3, "big")
+    ip = _IP_HEADER[version]
+    q = ip.length + H.UDP.length + _DQPN
+    buf[q : q + _DQPN_LEN] = dest_qpn.to_bytes(_DQPN_LEN, "big")
     if version == 4:
-        buf[10:12] = b"\0\0"
+        buf[_CSUM : _CSUM + _CSUM_LEN] = bytes(_CSUM_LEN)
         if ip_checksum:
-            buf[10:12] = ipv4_checksum(bytes(buf[:20])).to_bytes(2, "big")
-    end = n - 4
+            buf[_CSUM : _CSUM + _CSUM_LEN] = ipv4_checksum(bytes(buf[: ip.length])).to_bytes(_CSUM_LEN, "big")
+    end = n - C.ICRC_LENGTH
     struct.pack_into("<I", buf, end, icrc(buf, 0, end))
     return buf
 
@@ -139,43 +139,45 @@ class CnpGenerator:
         self.template = t
         self.version = t[0] >> 4
         self.ip_checksum = ip_checksum and self.version == 4
-        ff8 = b"\xff" * 8
-        if self.version == 4:
-            a0, a1 = 12, 20
-            masked = bytearray(t[:12])
-            masked[1] = 0xFF
-            masked[8] = 0xFF
-            masked[10:12] = b"\xff\xff"
-            # Header checksum: one's-complement sum of the header without addresses.
-            words = struct.unpack("!6H", t[:10] + b"\0\0")
-            self._csum_base = sum(words)
-        else:
-            a0, a1 = 8, 40
-            masked = bytearray(t[:8])
-            masked[0] |= 0x0F
-            masked[1:4] = b"\xff\xff\xff"
-            masked[7] = 0xFF
+        ip = _IP_HEADER[self.version]
+        a0, a1 = ip["src"].byte, ip.length    # the addresses start at a0; UDP at a1
+        dq = a1 + H.UDP.length + _DQPN        # the destination QPN
+        # the ICRC's CRC state over what precedes the addresses, variant bits as ones
+        self._crc0 = zlib.crc32(_LRH_ONES + _masked(t[:a1], H.icrc_mask(ip))[:a0])
+        self._mid_masked = _masked(t[a1 : a1 + _UDP_BTH], _UDP_BTH_MASK)[: dq - a1]
         self._prefix = t[:a0]
-        self._prefix10 = t[:10]
-        self._crc0 = zlib.crc32(ff8 + bytes(masked))
-        udp = bytearray(t[a1 : a1 + 8])
-        udp[6:8] = b"\xff\xff"
-        bth = t[a1 + 8 : a1 + 20]
-        self._mid_masked = bytes(udp) + bth[:4] + b"\xff"
-        self._mid = t[a1 : a1 + 8] + bth[:5]
-        self._tail = bth[8:12] + t[a1 + 20 : len(t) - 4]
+        self._mid = t[a1:dq]
+        self._tail = t[dq + _DQPN_LEN : len(t) - C.ICRC_LENGTH]
+        if self.version == 4:
+            # the IPv4 header checksum: a partial sum of the header before the addresses
+            self._csum_base = ones_sum(t[:_CSUM] + t[_CSUM + _CSUM_LEN : a0])
+            self._prefix_csum, self._between = t[:_CSUM], t[_CSUM + _CSUM_LEN : a0]
 
     def generate(self, src: bytes, dst: bytes, dqpn: int) -> bytes:
-        q = dqpn.to_bytes(3, "big")
+        q = dqpn.to_bytes(_DQPN_LEN, "big")
         sd = src + dst
         crc = _crc32(b"".join((sd, self._mid_masked, q, self._tail)), self._crc0)
         if self.ip_checksum:
-            a = int.from_bytes(sd, "big")
+            a = int.from_bytes(sd, "big")  # the two IPv4 addresses: 4 words
             s = self._csum_base + (a >> 48) + (a >> 32 & 0xFFFF) + (a >> 16 & 0xFFFF) + (a & 0xFFFF)
-            s = (s & 0xFFFF) + (s >> 16)
-            s = (s & 0xFFFF) + (s >> 16)
-            return b"".join((self._prefix10, (~s & 0xFFFF).to_bytes(2, "big"), sd, self._mid, q, self._tail, _pack_le(crc)))
+            return b"".join((self._prefix_csum, checksum_fold(s).to_bytes(_CSUM_LEN, "big"), self._between, sd, self._mid,
+                             q, self._tail, _pack_le(crc)))
         return b"".join((self._prefix, sd, self._mid, q, self._tail, _pack_le(crc)))
+
+
+def _masked(data: bytes, mask: bytes) -> bytes:
+    """``data`` with the bits of ``mask`` set (the ICRC's variant fields as ones)."""
+    n = len(data)
+    return (int.from_bytes(data, "big") | int.from_bytes(mask[:n], "big")).to_bytes(n, "big")
+
+
+_IP_HEADER = {4: H.IPV4, 6: H.IPV6}
+_LRH_ONES = b"\xff" * H.ICRC_LRH_ONES
+_UDP_BTH = H.UDP.length + H.BTH.length
+_UDP_BTH_MASK = H.icrc_mask(H.UDP) + H.icrc_mask(H.BTH)
+_DQPN = H.BTH["dqpn"].byte
+_DQPN_LEN = H.BTH["dqpn"].width // 8
+_CSUM, _CSUM_LEN = H.IPV4["checksum"].byte, H.IPV4["checksum"].nbytes
 
 
 class CnpBatchGenerator:
@@ -196,18 +198,18 @@ class CnpBatchGenerator:
         t = bytearray(template if template is not None else fill_cnp_template(ip_version))
         self.version = t[0] >> 4
         self.ip_checksum = ip_checksum and self.version == 4
-        a0, alen = (12, 4) if self.version == 4 else (8, 16)
-        l4 = 20 if self.version == 4 else 40
-        self._a0, self._alen, self._q0 = a0, alen, l4 + 8 + 5
+        ip = _IP_HEADER[self.version]
+        a0, alen = ip["src"].byte, ip["src"].width // 8
+        self._a0, self._alen, self._q0 = a0, alen, ip.length + H.UDP.length + _DQPN
         for i in range(a0, a0 + 2 * alen):
             t[i] = 0
-        t[self._q0 : self._q0 + 3] = b"\0\0\0"
+        t[self._q0 : self._q0 + _DQPN_LEN] = bytes(_DQPN_LEN)
         if self.version == 4:
-            t[10:12] = b"\0\0"
+            t[_CSUM : _CSUM + _CSUM_LEN] = bytes(_CSUM_LEN)
         self.template = bytes(t)
-        end = len(t) - 4
+        end = len(t) - C.ICRC_LENGTH
         base = icrc(t, 0, end)
-        positions = list(range(a0, a0 + 2 * alen)) + [self._q0, self._q0 + 1, self._q0 + 2]
+        positions = list(range(a0, a0 + 2 * alen)) + list(range(self._q0, self._q0 + _DQPN_LEN))
         tables = np.zeros((len(positions), 256), np.uint32)
         for k, pos in enumerate(positions):
             for v in range(256):
@@ -215,7 +217,7 @@ class CnpBatchGenerator:
                 tables[k, v] = icrc(t, 0, end) ^ base
             t[pos] = 0
         self._base, self._tables, self._end = base, tables, end
-        self._csum_base = sum(struct.unpack("!10H", bytes(t[:20]))) if self.version == 4 else 0
+        self._csum_base = ones_sum(bytes(t[:a0])) if self.version == 4 else 0  # addresses: per CNP
 
     def generate(self, srcs, dsts, qpns):
         import numpy as np
@@ -237,15 +239,12 @@ class CnpBatchGenerator:
         a0, alen = self._a0, self._alen
         out[:, a0 : a0 + alen] = srcs
         out[:, a0 + alen : a0 + 2 * alen] = dsts
-        out[:, self._q0 : self._q0 + 3] = q
-        out[:, self._end : self._end + 4] = crc.astype("<u4").view(np.uint8).reshape(n, 4)
+        out[:, self._q0 : self._q0 + _DQPN_LEN] = q
+        out[:, self._end : self._end + C.ICRC_LENGTH] = crc.astype("<u4").view(np.uint8).reshape(n, C.ICRC_LENGTH)
         if self.ip_checksum:
-            w = var[:, :8].astype(np.uint32)
-            s = self._csum_base + (w[:, 0] << 8 | w[:, 1]) + (w[:, 2] << 8 | w[:, 3]) + \
-                (w[:, 4] << 8 | w[:, 5]) + (w[:, 6] << 8 | w[:, 7])
-            s = (s & 0xFFFF) + (s >> 16)
-            s = (s & 0xFFFF) + (s >> 16)
-            s = ~s & 0xFFFF
-            out[:, 10] = s >> 8
-            out[:, 11] = s & 0xFF
+            w = var[:, : 2 * alen].astype(np.uint32)  # the two addresses: big-endian 16-bit words
+            s = self._csum_base + (w[:, 0::2] << 8 | w[:, 1::2]).sum(axis=1, dtype=np.uint32)
+            s = checksum_fold(s)
+            out[:, _CSUM] = s >> 8
+            out[:, _CSUM + 1] = s & 0xFF
         return out

@@ -1,15 +1,17 @@
 """RoCEv2 invariant CRC (IBTA annex A17) with zlib.crc32.
 
 The ICRC covers: 8 bytes of 0xFF standing for the LRH | the IP header with its
-variant fields set to ones (IPv4: TOS, TTL, header checksum; IPv6: traffic
-class, flow label, hop limit) | the UDP header with its checksum set to ones |
-the BTH with FECN, BECN and the 6 reserved bits (all of byte 4) set to ones |
-the rest of the packet up to the ICRC. The CRC value goes on the wire in
+variant fields set to ones | the UDP header with its checksum set to ones |
+the BTH with FECN, BECN and the 6 reserved bits set to ones | the rest of the
+packet up to the ICRC. Which fields are variant is the field tables' one mask
+table (:data:`ctcm.spec.headers.ICRC_VARIANT_FIELDS`, which also generates the
+P4 program's ICRC field lists). The CRC value goes on the wire in
 little-endian byte order.
 
 Offsets: ``l3`` is where the IP header starts in ``buf``, ``end`` where the
 ICRC starts (the end of the covered data). The UDP header is found after the
-IP header (IPv4: IHL; IPv6: 40 bytes, no extension headers in RoCEv2).
+IP header (IPv4: IHL, options covered as they are; IPv6: its fixed header, no
+extension headers in RoCEv2).
 """
 
 from __future__ import annotations
@@ -17,57 +19,55 @@ from __future__ import annotations
 import struct
 import zlib
 
+from ctcm.spec import ICRC_LENGTH
+from ctcm.spec import headers as H
+
 __all__ = ["icrc", "icrc_bytes", "verify_icrc", "ICRC_LENGTH"]
 
-ICRC_LENGTH = 4
-_CRC_FF8 = zlib.crc32(b"\xff" * 8)
-_FF = b"\xff"
-_FF2 = b"\xff\xff"
-_FF4 = b"\xff\xff\xff\xff"
 _crc32 = zlib.crc32
+_CRC_LRH = zlib.crc32(b"\xff" * H.ICRC_LRH_ONES)
+
+
+# Per header: (length, its ICRC mask as an int): OR-ing the header read as one
+# big-endian int with the mask sets its variant bits to ones in one step.
+_IP = {4: (H.IPV4.length, int.from_bytes(H.icrc_mask(H.IPV4), "big")),
+       6: (H.IPV6.length, int.from_bytes(H.icrc_mask(H.IPV6), "big"))}
+_UDP_BTH_LEN = H.UDP.length + H.BTH.length
+_UDP_BTH_MASK = int.from_bytes(H.icrc_mask(H.UDP) + H.icrc_mask(H.BTH), "big")
+_IHL_BYTE = H.IPV4["ihl"].byte
+_IHL_MASK = H.IPV4["ihl"].mask
+_from = int.from_bytes
 
 
 def icrc(buf, l3: int, end: int) -> int:
     """ICRC (as an int) of the RoCEv2 packet whose IP header starts at ``l3``."""
     mv = memoryview(buf)
-    first = buf[l3]
-    version = first >> 4
-    if version == 4:
-        ihl = (first & 0x0F) * 4
-        crc = _crc32(mv[l3 : l3 + 1], _CRC_FF8)
-        crc = _crc32(_FF, crc)  # TOS
-        crc = _crc32(mv[l3 + 2 : l3 + 8], crc)
-        crc = _crc32(_FF, crc)  # TTL
-        crc = _crc32(mv[l3 + 9 : l3 + 10], crc)
-        crc = _crc32(_FF2, crc)  # header checksum
-        crc = _crc32(mv[l3 + 12 : l3 + ihl], crc)
-        l4 = l3 + ihl
-    elif version == 6:
-        # version nibble kept, traffic class + flow label (28 bits) masked.
-        crc = _crc32(bytes((first | 0x0F,)), _CRC_FF8)
-        crc = _crc32(b"\xff\xff\xff", crc)
-        crc = _crc32(mv[l3 + 4 : l3 + 7], crc)
-        crc = _crc32(_FF, crc)  # hop limit
-        crc = _crc32(mv[l3 + 8 : l3 + 40], crc)
-        l4 = l3 + 40
-    else:
+    version = buf[l3] >> 4
+    ip = _IP.get(version)
+    if ip is None:
         raise ValueError(f"ICRC: IP version {version} at offset {l3}")
-    crc = _crc32(mv[l4 : l4 + 6], crc)
-    crc = _crc32(_FF2, crc)  # UDP checksum
-    bth = l4 + 8
-    crc = _crc32(mv[bth : bth + 4], crc)
-    crc = _crc32(_FF, crc)  # FECN, BECN, reserved
-    crc = _crc32(mv[bth + 5 : end], crc)
-    return crc
+    n, mask = ip
+    crc = _crc32((_from(mv[l3 : l3 + n], "big") | mask).to_bytes(n, "big"), _CRC_LRH)
+    if version == 4:
+        l4 = l3 + (buf[l3 + _IHL_BYTE] & _IHL_MASK) * 4
+        crc = _crc32(mv[l3 + n : l4], crc)  # options: covered as they are
+    else:
+        l4 = l3 + n
+    m = l4 + _UDP_BTH_LEN
+    if end < m:  # a CRC state part-way into the BTH (the vector summaries resume from it)
+        k = end - l4
+        return _crc32((_from(mv[l4:end], "big") | _UDP_BTH_MASK >> 8 * (_UDP_BTH_LEN - k)).to_bytes(k, "big"), crc)
+    crc = _crc32((_from(mv[l4:m], "big") | _UDP_BTH_MASK).to_bytes(_UDP_BTH_LEN, "big"), crc)
+    return _crc32(mv[m:end], crc)
 
 
 def icrc_bytes(buf, l3: int, end: int) -> bytes:
-    """The 4 ICRC bytes as sent on the wire."""
+    """The ICRC bytes as sent on the wire."""
     return struct.pack("<I", icrc(buf, l3, end))
 
 
 def verify_icrc(buf, l3: int, end: int) -> bool:
-    """True when the 4 bytes at ``end`` are the packet's correct ICRC."""
-    if len(buf) < end + 4:
+    """True when the ICRC bytes at ``end`` are the packet's correct ICRC."""
+    if len(buf) < end + ICRC_LENGTH:
         return False
     return struct.unpack_from("<I", buf, end)[0] == icrc(buf, l3, end)

@@ -26,19 +26,38 @@ from ctcm.spec import (
 )  # protocol numbers: shared with the batch classifier and the P4 parser
 
 __all__ = [
-    "NOT_ROCE", "ROCE", "CM", "MALFORMED", "UNSUPPORTED", "KIND_NAMES",
+    "NOT_ROCE", "ROCE", "CM", "MALFORMED", "UNSUPPORTED", "ecn", "ip_src_dst",
     "Parsed", "classify", "Decoded", "decode",
-    "build_roce", "build_cm", "ip_cm_private_data", "ipv4_checksum",
+    "build_roce", "build_cm", "ip_cm_private_data", "ipv4_checksum", "ones_sum", "checksum_fold",
     "ROCEV2_PORT", "OPCODE_UD_SEND_ONLY", "OPCODE_RC_SEND_ONLY", "OPCODE_CNP", "GSI_QKEY",
     "MGMT_CLASS_CM", "QP1",
 ]
 
 # Classification results (spec.Kind).
 NOT_ROCE, ROCE, CM, MALFORMED, UNSUPPORTED = (int(k) for k in Kind)
-KIND_NAMES = {NOT_ROCE: "not-roce", ROCE: "roce", CM: "cm", MALFORMED: "malformed", UNSUPPORTED: "unsupported"}
 
 # Offsets taken from the field tables (written once, there).
+_ETH_LEN = H.ETHERNET.length
+_ETHERTYPE = H.ETHERNET["ethertype"].byte
+_VLAN_ETHERTYPE = _ETH_LEN + H.VLAN["ethertype"].byte   # the inner ethertype after an 802.1Q tag
+_VLAN_LEN = H.VLAN.length
+_IP4_LEN = H.IPV4.length                   # without options
+_IP4_TOTAL_LENGTH = H.IPV4["total_length"].byte
+_IP4_FLAGS = H.IPV4["flags"].byte            # flags and fragment offset: 16 bits
+_IP4_PROTOCOL = H.IPV4["protocol"].byte
+_IP4_CHECKSUM = H.IPV4["checksum"].byte
+_IP6_LEN = H.IPV6.length
+_IP6_PAYLOAD_LENGTH = H.IPV6["payload_length"].byte
+_IP6_NEXT_HEADER = H.IPV6["next_header"].byte
+_UDP_LEN = H.UDP.length
+_UDP_DPORT = H.UDP["dport"].byte
+_UDP_LENGTH = H.UDP["length"].byte
+_BTH_OPCODE = H.BTH["opcode"].byte
 _DQPN = H.BTH["dqpn"].byte
+_PSN = H.BTH["psn"].byte
+_ACKREQ = H.BTH["ackreq"].byte
+_CLASS_VERSION = H.MAD["class_version"].byte
+_IP4_FRAGMENT_BITS = (1 << (H.IPV4["flags"].width + H.IPV4["frag_offset"].width - 2)) - 1  # MF and the offset
 _MGMT_CLASS = H.MAD["mgmt_class"].byte
 _ATTR_ID = H.MAD["attr_id"].byte
 _BTH_LEN = H.BTH.length
@@ -51,6 +70,21 @@ IP_ADDR_OFFSETS = {
     4: (H.IPV4["src"].byte, H.IPV4["dst"].byte, H.IPV4["src"].width // 8),
     6: (H.IPV6["src"].byte, H.IPV6["dst"].byte, H.IPV6["src"].width // 8),
 }
+
+
+# ECN: IPv4's own field; IPv6's low two bits of the traffic class (RFC 3168), which
+# end in the traffic class's last byte.
+_IP4_ECN, _IP4_ECN_SHIFT = H.IPV4["ecn"].byte, H.IPV4["ecn"].shift
+_IP6_ECN = H.IPV6["traffic_class"].byte + H.IPV6["traffic_class"].nbytes - 1
+_IP6_ECN_SHIFT = H.IPV6["traffic_class"].shift
+_ECN_MASK = H.IPV4["ecn"].mask
+
+
+def ecn(buf, l3: int, ip_version: int) -> int:
+    """The ECN codepoint of the IP header at ``l3`` (ECN_CE = 3: congestion experienced)."""
+    if ip_version == 4:
+        return buf[l3 + _IP4_ECN] >> _IP4_ECN_SHIFT & _ECN_MASK
+    return buf[l3 + _IP6_ECN] >> _IP6_ECN_SHIFT & _ECN_MASK
 
 
 def ip_src_dst(buf, l3: int, ip_version: int) -> tuple[bytes, bytes]:
@@ -103,64 +137,66 @@ def classify(buf) -> Parsed:
 
 def _classify(buf) -> Parsed:
     n = len(buf)
-    if n < 14:
+    if n < _ETH_LEN:
         return _malformed(f"truncated Ethernet header ({n} bytes)")
-    et = buf[12] << 8 | buf[13]
-    l3 = 14
+    et = buf[_ETHERTYPE] << 8 | buf[_ETHERTYPE + 1]
+    l3 = _ETH_LEN
     if et == ETH_P_8021Q:
-        if n < 18:
+        if n < _ETH_LEN + _VLAN_LEN:
             return _malformed("truncated 802.1Q tag")
-        et = buf[16] << 8 | buf[17]
-        l3 = 18
+        et = buf[_VLAN_ETHERTYPE] << 8 | buf[_VLAN_ETHERTYPE + 1]
+        l3 = _ETH_LEN + _VLAN_LEN
     if et == ETH_P_8021AD or et == ETH_P_8021Q:
         return Parsed(UNSUPPORTED, "QinQ: stacked VLAN tags are not followed")
     if et == ETH_P_IPV4:
-        if n < l3 + 20:
+        if n < l3 + _IP4_LEN:
             return _malformed("truncated IPv4 header", l3=l3, ip_version=4)
         vihl = buf[l3]
         if vihl >> 4 != 4:
             return _malformed(f"IPv4 ethertype with IP version {vihl >> 4}", l3=l3, ip_version=4)
         ihl = (vihl & 0x0F) * 4
-        if ihl < 20:
+        if ihl < _IP4_LEN:
             return _malformed(f"IPv4 IHL {ihl // 4} below 5", l3=l3, ip_version=4)
-        total = (buf[l3 + 2] << 8 | buf[l3 + 2 + 1])
+        total = buf[l3 + _IP4_TOTAL_LENGTH] << 8 | buf[l3 + _IP4_TOTAL_LENGTH + 1]
         if total < ihl or l3 + total > n:
             return _malformed(f"IPv4 total length {total} does not fit the frame", l3=l3, ip_version=4)
-        if buf[l3 + 9] != IPPROTO_UDP:
+        if buf[l3 + _IP4_PROTOCOL] != IPPROTO_UDP:
             return Parsed(NOT_ROCE, "not UDP", l3=l3, ip_version=4)
-        if (buf[l3 + 6] << 8 | buf[l3 + 6 + 1]) & 0x3FFF:
+        if (buf[l3 + _IP4_FLAGS] << 8 | buf[l3 + _IP4_FLAGS + 1]) & _IP4_FRAGMENT_BITS:
             return Parsed(NOT_ROCE, "IPv4 fragment", l3=l3, ip_version=4)
         ipv = 4
         l4 = l3 + ihl
         ip_end = l3 + total
     elif et == ETH_P_IPV6:
-        if n < l3 + 40:
+        if n < l3 + _IP6_LEN:
             return _malformed("truncated IPv6 header", l3=l3, ip_version=6)
         if buf[l3] >> 4 != 6:
             return _malformed(f"IPv6 ethertype with IP version {buf[l3] >> 4}", l3=l3, ip_version=6)
-        ip_end = l3 + 40 + (buf[l3 + 4] << 8 | buf[l3 + 4 + 1])
+        ip_end = l3 + _IP6_LEN + (buf[l3 + _IP6_PAYLOAD_LENGTH] << 8 | buf[l3 + _IP6_PAYLOAD_LENGTH + 1])
         if ip_end > n:
             return _malformed("IPv6 payload length does not fit the frame", l3=l3, ip_version=6)
-        if buf[l3 + 6] != IPPROTO_UDP:
-            if buf[l3 + 6] in IPV6_EXTENSION_HEADERS:
-                return Parsed(UNSUPPORTED, f"IPv6 extension header {buf[l3 + 6]}: not followed", l3=l3, ip_version=6)
+        nh = buf[l3 + _IP6_NEXT_HEADER]
+        if nh != IPPROTO_UDP:
+            if nh in IPV6_EXTENSION_HEADERS:
+                return Parsed(UNSUPPORTED, f"IPv6 extension header {nh}: not followed", l3=l3, ip_version=6)
             return Parsed(NOT_ROCE, "not UDP", l3=l3, ip_version=6)
         ipv = 6
-        l4 = l3 + 40
+        l4 = l3 + _IP6_LEN
     else:
         return Parsed(NOT_ROCE, f"ethertype {et:#06x}")
-    if ip_end - l4 < 8:
+    if ip_end - l4 < _UDP_LEN:
         return _malformed("truncated UDP header", l3=l3, ip_version=ipv, l4=l4)
-    if (buf[l4 + 2] << 8 | buf[l4 + 2 + 1]) != ROCEV2_PORT:
+    if (buf[l4 + _UDP_DPORT] << 8 | buf[l4 + _UDP_DPORT + 1]) != ROCEV2_PORT:
         return Parsed(NOT_ROCE, "UDP port is not 4791", l3=l3, ip_version=ipv, l4=l4)
-    ulen = (buf[l4 + 4] << 8 | buf[l4 + 4 + 1])
-    if ulen < 8 or l4 + ulen > ip_end:
+    ulen = buf[l4 + _UDP_LENGTH] << 8 | buf[l4 + _UDP_LENGTH + 1]
+    if ulen < _UDP_LEN or l4 + ulen > ip_end:
         return _malformed(f"UDP length {ulen} does not fit the IP packet", l3=l3, ip_version=ipv, l4=l4)
-    bth = l4 + 8
+    bth = l4 + _UDP_LEN
     end = l4 + ulen - _ICRC_LEN
     if end - bth < _BTH_LEN:
         return _malformed("too short for BTH and ICRC", l3=l3, ip_version=ipv, l4=l4, bth=bth)
-    if buf[bth] != OPCODE_UD_SEND_ONLY or (buf[bth + 5] << 16 | buf[bth + 6] << 8 | buf[bth + 7]) != QP1:
+    if (buf[bth + _BTH_OPCODE] != OPCODE_UD_SEND_ONLY
+            or (buf[bth + _DQPN] << 16 | buf[bth + _DQPN + 1] << 8 | buf[bth + _DQPN + 2]) != QP1):
         return Parsed(ROCE, "", l3, ipv, l4, bth, -1, end)
     mad = bth + _BTH_LEN + _DETH_LEN
     if end - mad != _MAD_LEN:
@@ -171,8 +207,8 @@ def _classify(buf) -> Parsed:
         return Parsed(ROCE, "", l3, ipv, l4, bth, mad, end)
     if buf[mad] != MAD_BASE_VERSION:
         return _malformed(f"CM MAD base version {buf[mad]}, expected 1", l3=l3, ip_version=ipv, l4=l4, bth=bth, mad=mad, end=end)
-    if buf[mad + 2] != CM_CLASS_VERSION:
-        return _malformed(f"CM class version {buf[mad + 2]}, expected 2", l3=l3, ip_version=ipv, l4=l4, bth=bth, mad=mad, end=end)
+    if buf[mad + _CLASS_VERSION] != CM_CLASS_VERSION:
+        return _malformed(f"CM class version {buf[mad + _CLASS_VERSION]}, expected {CM_CLASS_VERSION}", l3=l3, ip_version=ipv, l4=l4, bth=bth, mad=mad, end=end)
     return Parsed(CM, "", l3, ipv, l4, bth, mad, end, (buf[mad + _ATTR_ID] << 8 | buf[mad + _ATTR_ID + 1]))
 
 
@@ -274,7 +310,7 @@ def decode(frame) -> Decoded:
     if p.ip_version == 4:
         d.ip = take(H.IPV4, p.l3)
         if d.ip is not None and d.ip["ihl"] > 5:
-            d.ip_options = buf[p.l3 + 20 : p.l3 + d.ip["ihl"] * 4]
+            d.ip_options = buf[p.l3 + _IP4_LEN : p.l3 + d.ip["ihl"] * 4]
     else:
         d.ip = take(H.IPV6, p.l3)
     if p.l4 < 0:
@@ -301,7 +337,7 @@ def decode(frame) -> Decoded:
         return d
     attr = d.mad["attr_id"]
     hdr = H.CM_MESSAGES.get(attr)
-    d.cm_name = hdr.name[3:] if hdr else f"attr {attr:#06x}"
+    d.cm_name = hdr.name.removeprefix("CM_") if hdr else f"attr {attr:#06x}"
     if hdr is not None:
         d.cm = take(hdr, p.mad + H.MAD.length)
         if d.cm is not None and attr == H.ATTR_REQ:
@@ -311,14 +347,26 @@ def decode(frame) -> Decoded:
 
 # --- builders ---------------------------------------------------------------
 
+def ones_sum(data) -> int:
+    """Sum of the big-endian 16-bit words of ``data`` (odd length: a zero byte
+    added), before folding: partial sums of an Internet checksum add up."""
+    if len(data) % 2:
+        data = bytes(data) + b"\0"
+    return sum(struct.unpack(f"!{len(data) // 2}H", data))
+
+
+def checksum_fold(s):
+    """The Internet checksum (RFC 1071) from a sum of 16-bit words below 2**32:
+    carries folded back twice, then complemented. Also works element-wise on
+    numpy integer arrays (the batch CNP generator)."""
+    s = (s & 0xFFFF) + (s >> 16)
+    s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
 def ipv4_checksum(header) -> int:
     """Internet checksum of an IPv4 header whose checksum field is zero."""
-    if len(header) % 2:
-        header = bytes(header) + b"\0"
-    s = sum(struct.unpack(f"!{len(header) // 2}H", header))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
+    return checksum_fold(ones_sum(header))
 
 
 def _ip(addr) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -378,7 +426,7 @@ def build_roce(
             flags=2 if df else 0, ttl=ttl, protocol=IPPROTO_UDP, src=int(src), dst=int(dst),
         ) + ip_options)
         if ip_checksum:
-            iph[10:12] = ipv4_checksum(iph).to_bytes(2, "big")
+            iph[_IP4_CHECKSUM : _IP4_CHECKSUM + 2] = ipv4_checksum(iph).to_bytes(2, "big")
         ethertype = ETH_P_IPV4
     else:
         iph = bytearray(H.IPV6.encode(
@@ -481,15 +529,15 @@ def summarize(frame, parsed: Parsed | None = None) -> str:
     if p.bth >= 0 and p.kind != NOT_ROCE:
         b = p.bth
         if n >= b + 12:
-            parts.append(f"{_summary_bth(frame, b)}psn={int.from_bytes(frame[b + 9 : b + 12], 'big'):#08x}")
+            parts.append(f"{_summary_bth(frame, b)}psn={int.from_bytes(frame[b + _PSN : b + _PSN + 3], 'big'):#08x}")
         if p.end >= 0 and n >= p.end + 4:
             icrc_ok = struct.unpack_from("<I", frame, p.end)[0] == icrc(frame, l3, p.end)
         m = p.mad
-        if m >= 0 and n >= m + H.MAD.length and frame[m + 1] == MGMT_CLASS_CM:
-            attr = frame[m + 16] << 8 | frame[m + 17]
+        if m >= 0 and n >= m + H.MAD.length and frame[m + _MGMT_CLASS] == MGMT_CLASS_CM:
+            attr = frame[m + _ATTR_ID] << 8 | frame[m + _ATTR_ID + 1]
             rows = _SUMMARY_CM.get(attr)
             hdr = H.CM_MESSAGES.get(attr)
-            s = f"CM {hdr.name[3:] if hdr else f'attr {attr:#06x}'}"
+            s = f"CM {hdr.name.removeprefix('CM_') if hdr else f'attr {attr:#06x}'}"
             if rows is not None and n >= m + H.MAD_LENGTH:
                 body = m + _CM_BODY
                 for label, off, nb, shift, mask, width in rows:
@@ -508,30 +556,29 @@ def summarize(frame, parsed: Parsed | None = None) -> str:
 
 def _summary_head(frame: bytes, l3: int, b: int) -> tuple[str, int]:
     """For a RoCE frame without a MAD: the summary up to ``psn=0x`` and the ICRC
-    CRC state over the bytes before ``b + 8`` (see :func:`summarize`)."""
+    CRC state over the bytes before the BTH's AckReq byte (see :func:`summarize`)."""
     parts = _summary_ip(frame, l3, frame[l3] >> 4)
     parts.append(_summary_bth(frame, b) + "psn=0x")
-    return " | ".join(parts), icrc(frame, l3, b + 8)
+    return " | ".join(parts), icrc(frame, l3, b + _ACKREQ)
 
 
 def _summary_ip(frame, l3: int, version: int) -> list[str]:
     """Summary parts of the IP header at ``l3``: addresses, and "CE" if marked."""
-    n = len(frame)
-    if version == 4 and n >= l3 + 20:
-        parts = [f"{_ntoa(bytes(frame[l3 + 12 : l3 + 16]))} > {_ntoa(bytes(frame[l3 + 16 : l3 + 20]))}"]
-        if frame[l3 + 1] & 3 == ECN_CE:
-            parts.append("CE")
-        return parts
-    if version == 6 and n >= l3 + 40:
-        parts = [f"{_ipstr(bytes(frame[l3 + 8 : l3 + 24]))} > {_ipstr(bytes(frame[l3 + 24 : l3 + 40]))}"]
-        if (frame[l3 + 1] >> 4) & 3 == ECN_CE:
-            parts.append("CE")
-        return parts
-    return []
+    if version == 4 and len(frame) >= l3 + _IP4_LEN:
+        src, dst = ip_src_dst(frame, l3, 4)
+        parts = [f"{_ntoa(src)} > {_ntoa(dst)}"]
+    elif version == 6 and len(frame) >= l3 + _IP6_LEN:
+        src, dst = ip_src_dst(frame, l3, 6)
+        parts = [f"{_ipstr(src)} > {_ipstr(dst)}"]
+    else:
+        return []
+    if ecn(frame, l3, version) == ECN_CE:
+        parts.append("CE")
+    return parts
 
 
 def _summary_bth(frame, b: int) -> str:
     """The BTH summary up to its PSN: ``BTH <opcode> dqpn=0x... ``."""
     op = frame[b]
     name = _OPNAMES.get(op) or f"op={op:#04x}"
-    return f"BTH {name} dqpn={int.from_bytes(frame[b + 5 : b + 8], 'big'):#08x} "
+    return f"BTH {name} dqpn={int.from_bytes(frame[b + _DQPN : b + _DQPN + 3], 'big'):#08x} "

@@ -185,8 +185,21 @@ def headers_p4() -> str:
         assert f.end_bit <= CM_BODY_LO_BYTES * 8
         out.append(f"#define {macro}(b) ((b).lo[{top - f.first_bit}:{top - f.end_bit + 1}])"
                    f"  // {h.name}.{fname}: byte {f.byte} bit {f.bit}, {f.width} bits")
-    out += ["", "#endif  // CTCM_GENERATED_HEADERS_P4"]
+    out += ["", *icrc_fields_p4(), "", "#endif  // CTCM_GENERATED_HEADERS_P4"]
     return "\n".join(out) + "\n"
+
+
+def icrc_fields_p4() -> list[str]:
+    """The ICRC's field lists (p4/include/icrc.p4): every field of a header in order,
+    its variant fields (headers.ICRC_VARIANT_FIELDS, the model's one mask table) as ones."""
+    out = ["// ICRC inputs (IBTA A17): each header's fields in order, the variant ones as ones",
+           "// (ctcm.spec.headers.ICRC_VARIANT_FIELDS, the mask table the model's ICRC uses).",
+           f"#define ICRC_LRH_ONES {H.ICRC_LRH_ONES * 8}w0x{'ff' * H.ICRC_LRH_ONES}"]
+    for h in (H.IPV4, H.IPV6, H.UDP, H.BTH):
+        variant = H.ICRC_VARIANT_FIELDS[h.name]
+        items = [f"{w}w0x{(1 << w) - 1:x}" if name in variant else f"(h).{name}" for name, w in header_fields(h)]
+        out.append(f"#define ICRC_{h.name.upper()}_FIELDS(h) " + ", ".join(items))
+    return out
 
 
 # --- transitions.p4 -----------------------------------------------------------------

@@ -22,6 +22,8 @@ import enum
 import zlib
 from dataclasses import asdict, dataclass
 
+from ctcm.spec import headers as H
+
 __all__ = [
     "Kind", "Direction", "State", "Msg", "Outcome", "Result", "Flag", "Counter", "TRANSITIONS", "PRE_ESTABLISHED",
     "Geometry", "KEY_LAYOUTS", "active_key", "passive_key", "flow_key", "bucket_of", "V4_MAPPED_PREFIX",
@@ -222,13 +224,12 @@ TRACKER_COUNTERS = tuple(c for c in Counter if c.tracker)
 assert [Counter.NEW + r for r in Result] == [Counter[r.name] for r in Result]
 
 #: CM attribute ID -> its counter (others: CM_OTHER).
-CM_ATTRS = {0x0010: "REQ", 0x0011: "MRA", 0x0012: "REJ", 0x0013: "REP", 0x0014: "RTU", 0x0015: "DREQ",
-            0x0016: "DREP", 0x0017: "SIDR_REQ", 0x0018: "SIDR_REP", 0x0019: "LAP", 0x001A: "APR"}
+CM_ATTRS = H.CM_ATTR_NAMES  # 0x10 -> "REQ" ... (the CM field tables' attribute IDs)
 COUNTER_OF_ATTR = {a: Counter["CM_" + n] for a, n in CM_ATTRS.items()}
 #: CM attribute ID -> tracked message (MRA: by "message MRAed"; the others are ignored).
-MSG_OF_ATTR = {0x0010: Msg.REQ, 0x0013: Msg.REP, 0x0014: Msg.RTU, 0x0015: Msg.DREQ, 0x0016: Msg.DREP,
-               0x0012: Msg.REJ}
-ATTR_MRA = 0x0011
+MSG_OF_ATTR = {H.ATTR_REQ: Msg.REQ, H.ATTR_REP: Msg.REP, H.ATTR_RTU: Msg.RTU, H.ATTR_DREQ: Msg.DREQ,
+               H.ATTR_DREP: Msg.DREP, H.ATTR_REJ: Msg.REJ}
+ATTR_MRA = H.ATTR_MRA
 #: "message MRAed" value -> message (2 = LAP and reserved values are ignored).
 MSG_OF_MRAED = {0: Msg.MRA_REQ, 1: Msg.MRA_REP}
 

@@ -268,6 +268,29 @@ CM_ATTR_IDS: dict[str, int] = {h.name[3:]: a for a, h in CM_MESSAGES.items()}
 #: 0x10 -> "REQ" ...
 CM_ATTR_NAMES: dict[int, str] = {a: n for n, a in CM_ATTR_IDS.items()}
 
+# --- ICRC (IBTA annex A17): the "variant" fields it covers as ones -------------------
+#: The one mask table: by header, the fields the ICRC covers as all ones. The model's
+#: ICRC (dataplane.icrc), the CNP generator and the P4 program's ICRC field lists
+#: (generated ICRC_*_FIELDS macros) all take it from here.
+ICRC_VARIANT_FIELDS: dict[str, tuple[str, ...]] = {
+    "IPv4": ("dscp", "ecn", "ttl", "checksum"),
+    "IPv6": ("traffic_class", "flow_label", "hop_limit"),
+    "UDP": ("checksum",),
+    "BTH": ("fecn", "becn", "resv6"),
+}
+#: Bytes of ones that stand for the LRH at the start of the ICRC's input (A17.8.1).
+ICRC_LRH_ONES = 8
+
+
+def icrc_mask(h: Header) -> bytes:
+    """The ICRC mask of a header: per byte, the bits the ICRC covers as ones."""
+    m = 0
+    for name in ICRC_VARIANT_FIELDS.get(h.name, ()):
+        f = h[name]
+        m |= f.mask << (h.length * 8 - f.end_bit)
+    return m.to_bytes(h.length, "big")
+
+
 #: Every table, in wire order, for docs and consistency tests.
 ALL_HEADERS = (ETHERNET, VLAN, IPV4, IPV6, UDP, BTH, DETH, CNP_PAYLOAD, MAD, *CM_MESSAGES.values(), IP_CM)
 

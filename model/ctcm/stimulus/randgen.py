@@ -15,19 +15,22 @@ import heapq
 import ipaddress
 import itertools
 import random
-import struct
 import zlib
 from dataclasses import asdict, dataclass
 from dataclasses import fields as dc_fields
 
 from ctcm.dataplane.config import MAX_PORT
 from ctcm.io.gcpause import gc_paused
-from ctcm.dataplane.icrc import icrc
+from ctcm.dataplane.icrc import ICRC_LENGTH, icrc
+from ctcm.dataplane.packet import classify
+from ctcm.spec import headers as H
 from ctcm.stimulus.scenario import (
     MAX_TIME_US, RDMA_IP_PS_TCP, Conn, Host, Scenario, ScenarioError, Stimulus, check_name, check_options, cm_frame,
     data_frame, malformed_frame, non_roce_frame, parse_scenario,
 )
 from ctcm.io.yamlsrc import Ctx, Map, SourceError, load_yaml_text, plain, read_text
+
+_PSN, _PSN_LEN, _PSN_MASK = H.BTH["psn"].byte, H.BTH["psn"].width // 8, H.BTH["psn"].mask
 
 __all__ = ["RandomParams", "generate", "generate_chunks"]
 
@@ -88,40 +91,20 @@ class _DataTemplate:
     rest and the ICRC."""
 
     def __init__(self, conn: Conn, side: str):
-        frame = bytearray(data_frame(conn, side, 0, False))
-        self.l3 = 18 if conn.vlan is not None else 14
-        self.v4 = conn.host.ip.version == 4
-        l4 = self.l3 + (20 if self.v4 else 40)
-        self.psn_off = l4 + 8 + 9
-        self.end = len(frame) - 4
-        self.rest = bytes(frame[self.psn_off + 3 : self.end])
-        # indexed by the CE flag: (bytes before the PSN, ICRC CRC state after them)
-        self.head = tuple(self._head(self._patched(frame, ce)) for ce in (False, True))
-
-    def _head(self, f: bytearray) -> tuple[bytes, int]:
-        return bytes(f[: self.psn_off]), icrc(f, self.l3, self.psn_off)
-
-    def _patched(self, f: bytearray, ce: bool) -> bytearray:
-        """``f`` with the ECN of ``ce`` (and the IPv4 header checksum) set."""
-        if self.v4:
-            f[self.l3 + 1] = (26 << 2) | (3 if ce else 2)
-            # ECN is covered by the IPv4 header checksum: recompute it.
-            f[self.l3 + 10 : self.l3 + 12] = b"\0\0"
-            s = sum(struct.unpack_from("!10H", f, self.l3))
-            s = (s & 0xFFFF) + (s >> 16)
-            s = (s & 0xFFFF) + (s >> 16)
-            f[self.l3 + 10 : self.l3 + 12] = (~s & 0xFFFF).to_bytes(2, "big")
-        else:
-            tc = (26 << 2) | (3 if ce else 2)
-            f[self.l3] = 0x60 | tc >> 4
-            f[self.l3 + 1] = (tc & 0x0F) << 4 | (f[self.l3 + 1] & 0x0F)
-        return f
+        frames = [data_frame(conn, side, 0, ce) for ce in (False, True)]
+        p = classify(frames[0])
+        self.l3 = p.l3
+        self.psn_off = p.bth + _PSN
+        self.end = p.end
+        self.rest = frames[0][self.psn_off + _PSN_LEN : self.end]
+        # indexed by the CE flag: (bytes before the PSN, ICRC CRC state over them)
+        self.head = tuple((f[: self.psn_off], icrc(f, self.l3, self.psn_off)) for f in frames)
 
     def make(self, psn: int, ce: bool) -> bytes:
         head, crc = self.head[ce]
         # The ICRC covers the PSN and everything after it up to the ICRC, unmasked.
-        tail = (psn & 0xFFFFFF).to_bytes(3, "big") + self.rest
-        return head + tail + _crc32(tail, crc).to_bytes(4, "little")
+        tail = (psn & _PSN_MASK).to_bytes(_PSN_LEN, "big") + self.rest
+        return head + tail + _crc32(tail, crc).to_bytes(ICRC_LENGTH, "little")
 
 
 def _conn(r: random.Random, i: int, host4, host6, p: RandomParams) -> Conn:

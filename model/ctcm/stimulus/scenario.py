@@ -16,7 +16,9 @@ from dataclasses import fields as dc_fields
 
 from ctcm.dataplane.config import MAX_PORT
 from ctcm.spec import headers as H
-from ctcm.dataplane.packet import OPCODE_RC_SEND_ONLY, build_cm, build_roce, ip_cm_private_data, ipv4_checksum
+from ctcm.dataplane.packet import (
+    MAD_BASE_VERSION, OPCODE_RC_SEND_ONLY, build_cm, build_roce, classify, ip_cm_private_data, ipv4_checksum,
+)
 from ctcm.spec import Geometry
 from ctcm.io.yamlsrc import Ctx, Map, SourceError, load_yaml_text, plain, read_text
 
@@ -364,18 +366,18 @@ def non_roce_frame(kind: str, index: int) -> bytes:
     mac_a, mac_b = bytes.fromhex("020000000aaa"), bytes.fromhex("020000000bbb")
     if kind == "arp":
         body = bytes.fromhex("0001080006040001") + mac_a + bytes([10, 0, 0, 1]) + bytes(6) + bytes([10, 0, 0, 2])
-        return mac_b[:0] + b"\xff" * 6 + mac_a + b"\x08\x06" + body + bytes(18)
+        return b"\xff" * 6 + mac_a + b"\x08\x06" + body + bytes(18)
     if kind == "ipv4-udp":
         # A UDP datagram to port 4789 (VXLAN), which must not be taken for RoCE.
         udp = H.UDP.encode(sport=1000 + index % 60000, dport=4789, length=8 + 32)
         ip = bytearray(H.IPV4.encode(version=4, ihl=5, total_length=20 + 40, ttl=64, protocol=17,
                                      src="10.9.9.1", dst="10.9.9.2", flags=2))
-        ip[10:12] = ipv4_checksum(ip).to_bytes(2, "big")
+        ip[_CSUM : _CSUM + _CSUM_LEN] = ipv4_checksum(ip).to_bytes(_CSUM_LEN, "big")
         return mac_b + mac_a + b"\x08\x00" + bytes(ip) + udp + bytes(32)
     if kind == "ipv4-tcp":
         ip = bytearray(H.IPV4.encode(version=4, ihl=5, total_length=40, ttl=64, protocol=6,
                                      src="10.9.9.1", dst="10.9.9.2", flags=2))
-        ip[10:12] = ipv4_checksum(ip).to_bytes(2, "big")
+        ip[_CSUM : _CSUM + _CSUM_LEN] = ipv4_checksum(ip).to_bytes(_CSUM_LEN, "big")
         tcp = (4791).to_bytes(2, "big") + (4791).to_bytes(2, "big") + bytes(8) + b"\x50\x02\xff\xff" + bytes(4)
         return mac_b + mac_a + b"\x08\x00" + bytes(ip) + tcp + bytes(6)
     # ipv6-icmp: an ICMPv6 echo request (checksum not checked by anyone here)
@@ -385,24 +387,26 @@ def non_roce_frame(kind: str, index: int) -> bytes:
 
 def malformed_frame(kind: str, conn: Conn, side: str) -> bytes:
     good = bytearray(cm_frame(conn, "RTU", side))
-    vl = 4 if conn.vlan is not None else 0
-    l3 = 14 + vl
+    p = classify(good)
     if kind == "truncated-cm":
-        return bytes(good[: len(good) - 100])
+        return bytes(good[: p.end - _TRUNCATE_CM])
     if kind == "bad-mad-version":
-        ipl = 20 if conn.host.ip.version == 4 else 40
-        mad = l3 + ipl + 8 + 12 + 8
-        good[mad] = 2
+        good[p.mad + H.MAD["base_version"].byte] = MAD_BASE_VERSION + 1
         return bytes(good)  # the ICRC is now wrong too, but the version check comes first
     if kind == "bad-ip-version":
-        good[l3] = (5 << 4) | (good[l3] & 0x0F)
+        good[p.l3] = (5 << 4) | (good[p.l3] & 0x0F)
         return bytes(good)
     if kind == "udp-length":
-        ipl = 20 if conn.host.ip.version == 4 else 40
-        l4 = l3 + ipl
-        good[l4 + 4 : l4 + 6] = (0xFFFF).to_bytes(2, "big")
+        u = p.l4 + H.UDP["length"].byte
+        good[u : u + _UDP_LENGTH_LEN] = bytes(b"\xff" * _UDP_LENGTH_LEN)
         return bytes(good)
-    return bytes(good[:10])  # short-ethernet
+    return bytes(good[: H.ETHERNET.length - _SHORT_ETHERNET])  # short-ethernet
+
+
+_CSUM, _CSUM_LEN = H.IPV4["checksum"].byte, H.IPV4["checksum"].nbytes
+_UDP_LENGTH_LEN = H.UDP["length"].nbytes
+_TRUNCATE_CM = 96          # truncated-cm: the MAD cut short (the ICRC and 96 more bytes gone)
+_SHORT_ETHERNET = 4        # short-ethernet: 10 bytes, less than an Ethernet header
 
 
 @dataclass

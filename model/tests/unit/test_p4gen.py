@@ -143,3 +143,19 @@ def test_generated_includes_compile_with_p4c(tmp_path, defines):
     assert r.returncode == 0, out
     assert "warning" not in out.lower(), out
     assert (tmp_path / "tiny.json").stat().st_size > 1000
+
+
+def test_icrc_field_lists_come_from_the_mask_table():
+    """The P4 program's ICRC inputs are the generated ICRC_*_FIELDS lists (from
+    headers.ICRC_VARIANT_FIELDS): no hand-written constant of ones in icrc.p4 or
+    cnp.p4, and each generated list puts ones exactly where the mask table says."""
+    p4 = os.path.join(p4gen.ROOT, "p4", "include")
+    for name in ("icrc.p4", "cnp.p4"):
+        text = open(os.path.join(p4, name)).read()
+        assert not re.search(r"\d+w0x[fF]+\b", text), f"{name}: a hand-written ICRC mask"
+    lines = {ln.split("(h)")[0].split()[-1]: ln for ln in p4gen.icrc_fields_p4() if ln.startswith("#define ICRC_")
+             and "_FIELDS" in ln}
+    for h in (H.IPV4, H.IPV6, H.UDP, H.BTH):
+        items = lines[f"ICRC_{h.name.upper()}_FIELDS"].split(") ", 1)[1].split(", ")
+        ones = {name for (name, _w), item in zip(p4gen.header_fields(h), items) if "w0x" in item}
+        assert ones == set(H.ICRC_VARIANT_FIELDS[h.name]), h.name

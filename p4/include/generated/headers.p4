@@ -113,4 +113,12 @@ header cm_body_h {
 #define CM_REP_LOCAL_QPN(b) ((b).lo[927:904])  // CM_REP.local_qpn: byte 12 bit 0, 24 bits
 #define CM_MRA_MESSAGE_MRAED(b) ((b).lo[959:958])  // CM_MRA.message_mraed: byte 8 bit 0, 2 bits
 
+// ICRC inputs (IBTA A17): each header's fields in order, the variant ones as ones
+// (ctcm.spec.headers.ICRC_VARIANT_FIELDS, the mask table the model's ICRC uses).
+#define ICRC_LRH_ONES 64w0xffffffffffffffff
+#define ICRC_IPV4_FIELDS(h) (h).version, (h).ihl, 6w0x3f, 2w0x3, (h).total_length, (h).id, (h).flags, (h).frag_offset, 8w0xff, (h).protocol, 16w0xffff, (h).src, (h).dst
+#define ICRC_IPV6_FIELDS(h) (h).version, 8w0xff, 20w0xfffff, (h).payload_length, (h).next_header, 8w0xff, (h).src, (h).dst
+#define ICRC_UDP_FIELDS(h) (h).sport, (h).dport, (h).length, 16w0xffff
+#define ICRC_BTH_FIELDS(h) (h).opcode, (h).solicited, (h).migreq, (h).padcount, (h).version, (h).pkey, 1w0x1, 1w0x1, 6w0x3f, (h).dqpn, (h).ackreq, (h).resv7, (h).psn
+
 #endif  // CTCM_GENERATED_HEADERS_P4
