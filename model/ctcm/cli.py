@@ -32,6 +32,7 @@ from ctcm.stimulus.scenario import MAX_TIME_US
 from ctcm.dataplane.pipeline import Pipeline
 from ctcm.stimulus.scenario import ScenarioError
 from ctcm.vectors.cli import add_cli_commands
+from ctcm.coverage.cli import add_cli_command as add_coverage
 
 EXIT_DATA = 1
 EXIT_USAGE = 2
@@ -369,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_cli_commands(sub)
     add_compare(sub)
+    add_coverage(sub)
     return ap
 
 
