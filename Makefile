@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CTCM   := $(VENV)/bin/ctcm
 STAMP  := $(VENV)/.installed
 
-.PHONY: all setup test vectors docs bench soak clean p4-sources p4 ptf ptf-ci ptf-random
+.PHONY: all setup test vectors docs bench soak clean p4-sources p4 ptf ptf-ci ptf-random coverage
 
 all: vectors
 
@@ -83,6 +83,27 @@ ptf-ci: $(PTF_STAMP)
 ptf-random: $(PTF_STAMP)
 	$(CTCM) vectors --quiet --out build/ptf/random ptf_tests/random/*.yaml
 	CTCM_PTF_VECTORS=$(CURDIR)/build/ptf/random $(MAKE) --no-print-directory ptf TARGET=$(TARGET) TESTS="Vector_.*"
+
+# Coverage (docs/coverage.md): build/coverage/coverage.{txt,json,html}. Functional coverage of
+# the committed vectors on the model, checked against vectors/coverage/baseline.json; with root,
+# p4c and simple_switch also P4 statement/branch coverage on bmv2 (trace logs of the PTF behaviour
+# tests, then of each vector replay on its own, build/coverage/bmv2/<vector>/) and the agreement
+# of the model and bmv2 on each vector's transitions and counters.
+coverage: $(PTF_STAMP)
+	@mkdir -p build/coverage; st=0; logs=""; \
+	if [ "$$(id -u)" = 0 ] && command -v p4c >/dev/null && command -v simple_switch >/dev/null; then \
+	  [ -f build/p4/default/ctcm.json ] || $(MAKE) --no-print-directory p4 || exit 1; \
+	  rm -rf build/coverage/bmv2; echo "coverage: PTF on bmv2 with trace logs (build/coverage/bmv2/)"; \
+	  (cd ptf_tests && CTCM_PTF_SWITCH_LOG=trace ../$(PY) -m ctcm_ptf.harness --target bmv2 \
+	      --tests '(?!Vector_).*' --logdir ../build/coverage/bmv2/behaviour) > build/coverage/ptf.out 2>&1 || st=1; \
+	  for v in vectors/*.yaml; do n=$$(basename $$v .yaml); t=Vector_$$(echo "$$n" | sed 's/[^A-Za-z0-9_]/_/g'); \
+	    (cd ptf_tests && CTCM_PTF_SWITCH_LOG=trace ../$(PY) -m ctcm_ptf.harness --target bmv2 --tests "$$t" \
+	        --logdir ../build/coverage/bmv2/$$n) >> build/coverage/ptf.out 2>&1 || st=1; done; \
+	  if [ $$st != 0 ]; then echo "coverage: a PTF run failed (build/coverage/ptf.out)"; fi; \
+	  logs="--p4-logs $$(ls -d build/coverage/bmv2/*)"; \
+	else echo "coverage: P4 part skipped: needs root, p4c and simple_switch"; fi; \
+	$(CTCM) coverage vectors/*.yaml --out build/coverage --baseline vectors/coverage/baseline.json $$logs || st=1; \
+	echo "coverage: build/coverage/coverage.txt, .json, .html"; exit $$st
 
 bench: $(STAMP)
 	$(PY) bench/bench.py --out BENCHMARKS.md

@@ -207,8 +207,10 @@ class Bmv2Target:
             cmd += ["-i", f"{p}@{ifname}"]
         level = os.environ.get("CTCM_PTF_SWITCH_LOG", "")
         if level:  # per-packet trace: slows simple_switch down a lot
+            # one file, no rotation: bmv2 keeps only 3 rotated 5 MB files by default and drops older
+            # ones, which coverage (ctcm coverage --p4-logs) would silently miss
             cmd += ["--log-file", os.path.join(self.logdir, f"switch-{tag}"), "--log-level", level,
-                    "--log-flush"]
+                    "--log-flush", "--log-file-max-size", str(1 << 40)]
         cmd.append(self.json_file)
         self.out = open(os.path.join(self.logdir, "switch.log"), "ab")
         self.out.write(("\n=== " + " ".join(cmd) + "\n").encode())
