@@ -37,8 +37,9 @@ _STATE_OF_NAME = {s.name: s for s in State}
 
 HEADERS = ("802.1Q tag", "IPv4", "IPv4 options", "IPv6", "QinQ", "IPv6 extension header", "cut frame (truncated)",
            "snaplen cut (capture shorter than the frame)")
-TABLE_EVENTS = ("ACTIVE table refusal", "PASSIVE table refusal", "TIMEWAIT reclaim (REQ takes an expired way)",
-                "TIMEWAIT expired at lookup", "flow conflict", "flow refusal (bucket full)", "zero QPN (no flow)")
+TABLE_EVENTS = ("ACTIVE table refusal", "PASSIVE table refusal", "ACTIVE TIMEWAIT reclaim (REQ takes an expired way)",
+                "PASSIVE TIMEWAIT reclaim (REQ takes an expired way)", "TIMEWAIT expired at lookup", "flow conflict",
+                "flow refusal (bucket full)", "zero QPN (no flow)")
 CNP_CASES = ("CNP sent (IPv4)", "CNP sent (IPv6)", "CNP sent (802.1Q tag kept)", "CNP sent with pacing on",
              "CNP suppressed by pacing", "CE on an untracked flow")
 
@@ -175,11 +176,13 @@ def observe_packet(cov: Coverage, name: str, mode: str, pacing: bool, pipe, port
         if row is not None and row.endswith(f"({ev.result})"):
             hit("transition", row, name)
             hit("transition x mode", f"{row} [{mode}]", name)
+        table = "ACTIVE" if d == Direction.FROM_HOST else "PASSIVE"  # the table a REQ's connection goes in
         if delta[Counter.TABLE_REFUSALS]:
-            hit("table", ("ACTIVE" if d == Direction.FROM_HOST else "PASSIVE") + " table refusal", name)
-    if delta[Counter.TIMEWAIT_EXPIRED]:
-        hit("table", "TIMEWAIT expired at lookup" if delta[Counter.REMOVED] else
-            "TIMEWAIT reclaim (REQ takes an expired way)", name)
+            hit("table", f"{table} table refusal", name)
+        if delta[Counter.TIMEWAIT_EXPIRED] and not delta[Counter.REMOVED]:
+            hit("table", f"{table} TIMEWAIT reclaim (REQ takes an expired way)", name)
+    if delta[Counter.TIMEWAIT_EXPIRED] and delta[Counter.REMOVED]:
+        hit("table", "TIMEWAIT expired at lookup", name)
     if delta[Counter.FLOW_CONFLICTS]:
         hit("table", "flow conflict", name)
     elif delta[Counter.FLOW_REFUSALS]:
