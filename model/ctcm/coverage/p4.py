@@ -207,8 +207,14 @@ class P4Coverage:
     states_hit: set = field(default_factory=set)
     packets: int = 0
     builds: list = field(default_factory=list)
+    #: per build: condition node -> (file, line, fragment), and the (node, value) hit: each
+    #: macro expansion (one per way of FOR_WAYS) apart, where branches count a source line once
+    nodes: dict = field(default_factory=dict)
+    nodes_hit: dict = field(default_factory=dict)
 
     def add(self, u: Universe, h: LogHits, build: str = "") -> None:
+        self.nodes[build] = u.nodes
+        self.nodes_hit.setdefault(build, set()).update(c for c in h.conditions if c[0] in u.nodes)
         self.statements.update(u.statements)
         self.statements_hit |= h.statements & set(u.statements)
         self.branches |= u.branches
@@ -222,6 +228,13 @@ class P4Coverage:
         self.packets += h.packets
         if build and build not in self.builds:
             self.builds.append(build)
+
+    def nodes_not_hit(self, build: str) -> list[dict]:
+        """(file, line, condition, value, node) of the condition nodes of one build not hit."""
+        hit = self.nodes_hit.get(build, set())
+        return [{"file": f, "line": ln, "condition": frag, "value": v, "node": n}
+                for n, (f, ln, frag) in sorted(self.nodes[build].items(), key=lambda kv: (kv[1], kv[0]))
+                for v in (True, False) if (n, v) not in hit]
 
     def files(self) -> list[str]:
         return sorted({k[0] for k in self.statements} | {b[0] for b in self.branches})

@@ -54,6 +54,8 @@ def _p4(p4: P4Coverage) -> dict:
                     "not_hit": sorted(p4.actions - p4.actions_hit)},
         "parser_states": {"hit": len(p4.states_hit), "total": len(p4.states),
                           "not_hit": sorted(p4.states - p4.states_hit)},
+        "condition_nodes": {b: {"hit": len(p4.nodes_hit[b]), "total": 2 * len(n), "not_hit": p4.nodes_not_hit(b)}
+                            for b, n in p4.nodes.items()},
     }
 
 
@@ -106,6 +108,8 @@ def _p4_text(p: dict) -> list[str]:
                    f" {s['branches_hit']:>5}/{s['branches']:<4} {_pct(s['branches_hit'], s['branches']):>5}%")
     out.append(f"{'total':<36} {t['statements_hit']:>5}/{t['statements']:<4} {t['statements_percent']:>5}%"
                f" {t['branches_hit']:>5}/{t['branches']:<4} {t['branches_percent']:>5}%")
+    out.append("condition nodes x (true, false) per build, each macro expansion apart: " + ", ".join(
+        f"{b} {s['hit']}/{s['total']}" for b, s in p["condition_nodes"].items()))
     for k in ("tables", "actions", "parser_states"):
         s = p[k]
         out.append(f"{k.replace('_', ' ')}: {s['hit']}/{s['total']}" + (f"; not hit: {', '.join(s['not_hit'])}"

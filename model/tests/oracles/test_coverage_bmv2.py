@@ -1,0 +1,123 @@
+"""P4 coverage and the model/bmv2 agreement on a real simple_switch trace log.
+
+simple_switch runs the default build in pcap-file mode (--use-files) on the
+stimulus of vectors/active-open.yaml (frames 50 ms apart, in time order
+across the two port files), with the port map and the CNP mirroring session
+of p4/config.yaml added through simple_switch_CLI while it waits. What its
+log shows is then checked against the model: the agreement holds, and it
+fails when the log is stripped of one transition lookup or one counter."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from conftest import require_tool
+from ctcm.coverage.agree import agreement
+from ctcm.coverage.model import observe_vector
+from ctcm.coverage.p4 import TRANSITIONS_TABLE, p4_coverage, read_log, universe
+from ctcm.io.pcapio import pcap_bytes
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "..")
+VECTOR = os.path.join(ROOT, "vectors", "active-open.yaml")
+JSON = os.path.join(ROOT, "build", "p4", "default", "ctcm.json")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def bmv2_log(tmp_path_factory):
+    require_tool("simple_switch", "bmv2 (see README)")
+    cli = require_tool("simple_switch_CLI", "bmv2 (see README)")
+    if not os.path.isfile(JSON):
+        pytest.skip(f"{JSON} not built (make p4)")
+    d = tmp_path_factory.mktemp("bmv2")
+    with open(VECTOR, encoding="utf-8") as f:
+        doc = yaml.safe_load(f)
+    for port in (1, 2):
+        pk = [(50_000 * k, 0, bytes.fromhex(p["bytes"])) for k, p in enumerate(doc["packets"]) if p["port"] == port]
+        (d / f"p{port}_in.pcap").write_bytes(pcap_bytes(pk))
+    thrift = _free_port()
+    log = d / "switch"
+    cmd = ["simple_switch", "--use-files", "3", "-i", f"1@{d}/p1", "-i", f"2@{d}/p2", "--thrift-port", str(thrift),
+           "--device-id", str(200 + os.getpid() % 30000), "--notifications-addr", f"ipc://{d}/notify.ipc",
+           "--log-file", str(log), "--log-level", "trace", "--log-flush", "--log-file-max-size", str(1 << 40), JSON]
+    proc = subprocess.Popen(cmd, cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        cmds = ("table_add CtcmIngress.port_map CtcmIngress.set_peer 1 => 2 1 2\n"
+                "table_add CtcmIngress.port_map CtcmIngress.set_peer 2 => 1 0 0\nmirroring_add 2 1\n")
+        for _ in range(50):  # the Thrift server comes up within the 3 s wait
+            r = subprocess.run([cli, "--thrift-port", str(thrift)], input=cmds, capture_output=True, text=True)
+            if r.returncode == 0 and "Entry has been added" in r.stdout:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"simple_switch_CLI could not program the switch: {r.stdout[-300:]} {r.stderr[-300:]}")
+        deadline = time.monotonic() + 30
+        n = len(doc["packets"])
+        while time.monotonic() < deadline:
+            text = open(f"{log}.txt", encoding="utf-8", errors="replace").read() if os.path.exists(f"{log}.txt") else ""
+            if len(re.findall(r"Pipeline 'ingress': end", text)) >= n:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("simple_switch did not process the stimulus in 30 s")
+        time.sleep(0.3)  # egress of the last packet
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return f"{log}.txt"
+
+
+def test_agreement_on_a_real_log(bmv2_log):
+    h = read_log([bmv2_log])
+    cov = observe_vector(VECTOR)
+    a = agreement("active-open", cov, h)
+    assert h.packets == 11
+    assert a["transitions_checked"] == 4 and a["counters_checked"] >= 10
+    assert a["transitions_not_on_bmv2"] == [] and a["counters_not_on_bmv2"] == [], a
+
+
+def test_agreement_fails_without_a_lookup_or_a_counter(bmv2_log, tmp_path):
+    """The same log with the transitions-table hit of (net, REP, REQ_SENT) turned
+    into a miss, and another with the cm_RTU counter updates removed: each is named."""
+    text = open(bmv2_log, encoding="utf-8").read()
+    key = "* direction           : 01\n* msg                 : 01\n* state               : 01\n"
+    assert key in text
+    pos = text.index(key)
+    hit = f"Table '{TRANSITIONS_TABLE}': hit with handle"
+    i = text.index(hit, pos)
+    broken = text[:i] + f"Table '{TRANSITIONS_TABLE}': miss" + text[i + len(hit) + 3:]
+    (tmp_path / "a.txt").write_text(broken)
+    a = agreement("active-open", observe_vector(VECTOR), read_log([tmp_path / "a.txt"]))
+    assert a["transitions_not_on_bmv2"] == ["net REP in REQ_SENT -> REP_RCVD (transition)"]
+    rtu = 17  # spec.Counter.CM_RTU
+    (tmp_path / "b.txt").write_text(re.sub(rf".*Updated counter 'CtcmIngress.ctcm_counters' at index {rtu}\n", "", text))
+    b = agreement("active-open", observe_vector(VECTOR), read_log([tmp_path / "b.txt"]))
+    assert b["counters_not_on_bmv2"] == ["tracker.cm_RTU"] and not b["transitions_not_on_bmv2"]
+
+
+def test_p4_statements_and_branches_from_the_log(bmv2_log):
+    u = universe(JSON)
+    cov = p4_coverage([(JSON, [bmv2_log])])
+    files = cov.files()
+    assert {"ctcm.p4", "include/track.p4", "include/icrc.p4", "include/cnp.p4"} <= set(files)
+    # every source line the log names is a statement of the JSON; some ran, not all
+    h = read_log([bmv2_log])
+    assert h.statements and h.statements <= set(u.statements)
+    assert 0 < len(cov.statements_hit) < len(cov.statements)
+    track = cov.per_file("include/track.p4")
+    assert 0 < track["branches_hit"] < track["branches"]
+    # active-open sends CE data on a tracked flow: the CNP branch ran, both ways of "ecn == CE" too
+    cond = {(b[2], v) for b in cov.branches if b[0] == "ctcm.p4" for v in (True, False) if (*b, v) in cov.branches_hit}
+    assert any("ECN" in c or "ecn" in c for c, v in cond if v) and any("ecn" in c for c, v in cond if not v)
+    assert any(f == "include/cnp.p4" for f, _l in cov.statements_hit)
