@@ -13,7 +13,8 @@ from ctcm.coverage.agree import agreement
 from ctcm.coverage.baseline import (DEFAULT_DIR, baseline_json, load_baseline, load_unreachable, lost_message,
                                     lost_rows)
 from ctcm.coverage.model import coverage_of
-from ctcm.coverage.p4 import logs_in, p4_coverage, read_log
+from ctcm.coverage.p4 import P4Coverage, logs_in, read_log
+from ctcm.coverage.p4 import universe as universe_of
 from ctcm.coverage.report import html, report, text
 from ctcm.errors import UsageError
 from ctcm.io.pcapio import atomic_write
@@ -21,9 +22,9 @@ from ctcm.io.pcapio import atomic_write
 __all__ = ["add_cli_command", "cmd_coverage"]
 
 
-def _p4_runs(dirs: list[str], builds: str):
-    """(bmv2 JSON, logs) per geometry of each PTF log directory, and {dir name: [(json, logs)]}."""
-    runs, by_dir = [], {}
+def _p4_runs(dirs: list[str], builds: str) -> list[tuple[str, str, list[str]]]:
+    """(directory name, bmv2 JSON, logs) per geometry of each PTF log directory."""
+    runs = []
     for d in dirs:
         if not os.path.isdir(d):
             raise UsageError(f"--p4-logs {d}: not a directory")
@@ -35,9 +36,19 @@ def _p4_runs(dirs: list[str], builds: str):
             j = os.path.join(builds, tag, "ctcm.json")
             if not os.path.isfile(j):
                 raise UsageError(f"--p4-logs {d}: no bmv2 build {j} for its geometry {tag} (make p4)")
-            runs.append((j, logs))
-            by_dir.setdefault(os.path.basename(os.path.normpath(d)), []).extend(logs)
-    return runs, by_dir
+            runs.append((os.path.basename(os.path.normpath(d)), j, logs))
+    return runs
+
+
+def _p4(runs, vectors) -> tuple:
+    """P4 coverage of all the runs, of the vector replays and of the rest, and the agreement per vector replay."""
+    read = [(name, universe_of(j), j, read_log(logs)) for name, j, logs in runs]
+    total, replays, others = P4Coverage(), P4Coverage(), P4Coverage()
+    for name, u, j, h in read:
+        total.add(u, h, j)
+        (replays if name in vectors else others).add(u, h, j)
+    agree = [agreement(name, vectors[name], h) for name, _u, _j, h in read if name in vectors]
+    return total, {"vector replays": replays, "other PTF tests": others}, agree
 
 
 def cmd_coverage(args) -> int:
@@ -47,12 +58,10 @@ def cmd_coverage(args) -> int:
     unr_path = args.unreachable or os.path.join(DEFAULT_DIR, "unreachable.yaml")
     unreachable = load_unreachable(unr_path) if (args.unreachable or os.path.isfile(unr_path)) else {}
     lost = lost_rows(load_baseline(args.baseline), cov) if args.baseline else None
-    p4 = agree = None
+    p4 = parts = agree = None
     if args.p4_logs:
-        runs, by_dir = _p4_runs(args.p4_logs, args.p4_builds)
-        p4 = p4_coverage(runs)
-        agree = [agreement(v, each[v], read_log(logs)) for v, logs in sorted(by_dir.items()) if v in each]
-    doc = report(cov, each, unreachable, p4, agree, lost)
+        p4, parts, agree = _p4(_p4_runs(args.p4_logs, args.p4_builds), each)
+    doc = report(cov, each, unreachable, p4, agree, lost, parts)
     txt = text(doc)
     outs = []
     if args.out:

@@ -60,13 +60,15 @@ def _p4(p4: P4Coverage) -> dict:
 
 
 def report(cov: Coverage, each: dict[str, Coverage], unreachable: dict, p4: P4Coverage | None = None,
-           agreement: list | None = None, lost: list | None = None) -> dict:
-    """The whole report as plain data (what ``--json`` writes)."""
+           agreement: list | None = None, lost: list | None = None, p4_parts: dict | None = None) -> dict:
+    """The whole report as plain data (what ``--json`` writes); ``p4_parts``:
+    {name: P4Coverage} of parts of the runs (totals only)."""
     doc = {"format": "ctcm-coverage/1", "model": _model(cov, each, unreachable)}
     if lost is not None:
         doc["baseline_lost"] = [f"{g}: {r}" for g, r in lost]
     if p4 is not None:
         doc["p4"] = _p4(p4)
+        doc["p4"]["parts"] = {k: {"packets": v.packets, **_p4(v)["totals"]} for k, v in (p4_parts or {}).items()}
     if agreement is not None:
         doc["agreement"] = agreement
     return doc
@@ -108,6 +110,9 @@ def _p4_text(p: dict) -> list[str]:
                    f" {s['branches_hit']:>5}/{s['branches']:<4} {_pct(s['branches_hit'], s['branches']):>5}%")
     out.append(f"{'total':<36} {t['statements_hit']:>5}/{t['statements']:<4} {t['statements_percent']:>5}%"
                f" {t['branches_hit']:>5}/{t['branches']:<4} {t['branches_percent']:>5}%")
+    for k, t in p.get("parts", {}).items():
+        out.append(f"{'  ' + k + ' alone':<36} {t['statements_hit']:>5}/{t['statements']:<4} {t['statements_percent']:>5}%"
+                   f" {t['branches_hit']:>5}/{t['branches']:<4} {t['branches_percent']:>5}%  ({t['packets']:,} packets)")
     out.append("condition nodes x (true, false) per build, each macro expansion apart: " + ", ".join(
         f"{b} {s['hit']}/{s['total']}" for b, s in p["condition_nodes"].items()))
     for k in ("tables", "actions", "parser_states"):
