@@ -20,8 +20,6 @@ counter, every classifier kind, header variants, table events and CNP cases.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 from ctcm.dataplane.packet import classify
 from ctcm.oracle.compare import OracleError
 from ctcm.oracle.files import _load_yaml
@@ -33,7 +31,6 @@ __all__ = ["cover_groups", "Coverage", "observe_vector", "coverage_of", "transit
 MODES = ("ideal", "p4")
 _DIR = {Direction.FROM_HOST: "host", Direction.FROM_NET: "net"}
 _MSG_OF_LABEL = {m.label: m for m in Msg}
-_STATE_OF_NAME = {s.name: s for s in State}
 
 HEADERS = ("802.1Q tag", "IPv4", "IPv4 options", "IPv6", "QinQ", "IPv6 extension header", "cut frame (truncated)",
            "snaplen cut (capture shorter than the frame)")
@@ -54,31 +51,33 @@ def _expected_result(msg: Msg, state: State, to) -> Result:
 
 def transition_row(d: Direction, msg: Msg, state: State) -> str | None:
     """The name of the TRANSITIONS cell (direction, message, state), None when no row has it."""
-    return _ROW_OF.get((d, msg, state))
+    r = _ROWS.get((d, msg, state))
+    return r[0] if r else None
 
 
-def _rows():
+def _rows() -> dict:
+    """(direction, message, state) -> (row name, the result the row gives), in TRANSITIONS order."""
     out = {}
     for d, m, froms, to, _why in TRANSITIONS:
         for s in sorted(froms):
             dest = "gone" if to == Outcome.GONE else (s.name if to == Outcome.SAME else to.name)
-            out[(d, m, s)] = f"{_DIR[d]} {m.label} in {s.name} -> {dest} ({_expected_result(m, s, to).label})"
+            res = _expected_result(m, s, to)
+            out[(d, m, s)] = (f"{_DIR[d]} {m.label} in {s.name} -> {dest} ({res.label})", res)
     return out
 
 
-_ROW_OF = _rows()
-_CELL_OF = {row: cell for cell, row in _ROW_OF.items()}
+_ROWS = _rows()
+_CELL_OF = {row: (*cell, res) for cell, (row, res) in _ROWS.items()}
 
 
 def row_cell(row: str) -> tuple[Direction, Msg, State, Result]:
     """(direction, message, state, result) of a ``transition`` row."""
-    d, m, s = _CELL_OF[row]
-    return d, m, s, _expected_result(m, s, next(to for dd, mm, fr, to, _w in TRANSITIONS if (dd, mm) == (d, m) and s in fr))
+    return _CELL_OF[row]
 
 
 def cover_groups() -> dict[str, list[str]]:
     """Group name -> its rows, in order (from the spec's tables and enums)."""
-    rows = list(_ROW_OF.values())
+    rows = [row for row, _res in _ROWS.values()]
     return {
         "transition": rows,
         "transition x mode": [f"{r} [{mode}]" for r in rows for mode in MODES],
@@ -100,18 +99,13 @@ class Coverage:
         self.hits: dict[str, dict[str, dict[str, int]]] = {g: {} for g in self.groups}
         self.vectors: list[str] = []
         self.packets = 0
+        self._known = {g: set(r) for g, r in self.groups.items()}
 
     def hit(self, group: str, row: str, vector: str) -> None:
-        if row not in self._known(group):
+        if row not in self._known[group]:
             raise AssertionError(f"coverage: {group!r} has no row {row!r}")
         by = self.hits[group].setdefault(row, {})
         by[vector] = by.get(vector, 0) + 1
-
-    def _known(self, group):
-        k = getattr(self, "_sets", None)
-        if k is None:
-            k = self._sets = {g: set(r) for g, r in self.groups.items()}
-        return k[group]
 
     def merge(self, other: "Coverage") -> None:
         for g, rows in other.hits.items():
