@@ -59,8 +59,14 @@ def cmd_coverage(args) -> int:
     unreachable = load_unreachable(unr_path) if (args.unreachable or os.path.isfile(unr_path)) else {}
     lost = lost_rows(load_baseline(args.baseline), cov) if args.baseline else None
     p4 = parts = agree = None
-    if args.p4_logs:
-        p4, parts, agree = _p4(_p4_runs(args.p4_logs, args.p4_builds), each)
+    if args.p4_logs or args.p4_log:
+        runs = _p4_runs(args.p4_logs or [], args.p4_builds)
+        for j, log in args.p4_log or []:
+            for f in (j, log):
+                if not os.path.isfile(f):
+                    raise UsageError(f"--p4-log {j} {log}: no file {f}")
+            runs.append((os.path.basename(log).split(".")[0], j, [log]))
+        p4, parts, agree = _p4(runs, each)
     doc = report(cov, each, unreachable, p4, agree, lost, parts)
     txt = text(doc)
     outs = []
@@ -100,6 +106,9 @@ def add_cli_command(sub) -> None:
     c.add_argument("--p4-logs", nargs="+", metavar="DIR",
                    help="PTF bmv2 log directories (switch-<geometry>.txt, trace level); a directory named "
                         "after a vector is its replay: the model and bmv2 must agree on it")
+    c.add_argument("--p4-log", nargs=2, action="append", metavar=("JSON", "LOG"),
+                   help="one bmv2 JSON and a trace log of it (e.g. a vector replayed in file mode); a log "
+                        "named after a vector (NAME.txt, NAME.log) is its replay: the model and bmv2 must agree")
     c.add_argument("--p4-builds", metavar="DIR", default=os.path.join("build", "p4"),
                    help="bmv2 builds, DIR/<geometry>/ctcm.json (default build/p4)")
     c.add_argument("-q", "--quiet", action="store_true", help="no report on stdout")

@@ -8,6 +8,7 @@ of p4/config.yaml added through simple_switch_CLI while it waits. What its
 log shows is then checked against the model: the agreement holds, and it
 fails when the log is stripped of one transition lookup or one counter."""
 
+import json
 import os
 import re
 import signal
@@ -19,6 +20,7 @@ import pytest
 import yaml
 
 from conftest import require_tool
+from ctcm.cli import main
 from ctcm.coverage.agree import agreement
 from ctcm.coverage.model import observe_vector
 from ctcm.coverage.p4 import TRANSITIONS_TABLE, p4_coverage, read_log, universe
@@ -147,3 +149,14 @@ def test_p4_statements_and_branches_from_the_log(bmv2_log):
     cond = {(b[2], v) for b in cov.branches if b[0] == "ctcm.p4" for v in (True, False) if (*b, v) in cov.branches_hit}
     assert any("ECN" in c or "ecn" in c for c, v in cond if v) and any("ecn" in c for c, v in cond if not v)
     assert any(f == "include/cnp.p4" for f, _l in cov.statements_hit)
+
+
+def test_cli_takes_a_log_named_after_its_vector(bmv2_log, tmp_path, capsys):
+    json_path, log = bmv2_log
+    named = tmp_path / "active-open.txt"
+    named.write_text(open(log, encoding="utf-8").read())
+    assert main(["coverage", VECTOR, "--p4-log", json_path, str(named), "--json", str(tmp_path / "c.json")]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^Agreement active-open: 4 transitions, \d+ counters checked on bmv2 \(11 packets\): OK$", out, re.M)
+    doc = json.load(open(tmp_path / "c.json"))
+    assert doc["p4"]["totals"]["statements_hit"] > 0 and doc["agreement"][0]["vector"] == "active-open"

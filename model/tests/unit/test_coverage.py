@@ -102,6 +102,7 @@ def test_transition_rows_hit_are_the_events_the_vector_records(path):
     (["coverage"], "at least one vector"),
     (["coverage", os.path.join(ROOT, "vectors", "active-open.yaml"), "--baseline", UNREACHABLE], "not JSON"),
     (["coverage", os.path.join(ROOT, "vectors", "active-open.yaml"), "--p4-logs", "/nonexistent"], "not a directory"),
+    (["coverage", os.path.join(ROOT, "vectors", "active-open.yaml"), "--p4-log", BASELINE, "/nonexistent"], "no file"),
 ])
 def test_bad_input_one_line(argv, words, capsys):
     assert main(argv) == 2
