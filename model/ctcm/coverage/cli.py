@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 from ctcm.coverage.agree import agreement
 from ctcm.coverage.baseline import (DEFAULT_DIR, baseline_json, load_baseline, load_unreachable, lost_message,
@@ -40,6 +41,13 @@ def _p4_runs(dirs: list[str], builds: str) -> list[tuple[str, str, list[str]]]:
     return runs
 
 
+def _log_name(path: str, vectors) -> str:
+    """The vector a log replays: its name without .txt/.log (``NAME.txt``), or what follows
+    its last dot (``replay.log.NAME``: ctcm replay's --log-file for several vectors)."""
+    stem = re.sub(r"\.(txt|log)$", "", os.path.basename(path))
+    return stem if stem in vectors else stem.rsplit(".", 1)[-1]
+
+
 def _p4(runs, vectors) -> tuple:
     """P4 coverage of all the runs, of the vector replays and of the rest, and the agreement per vector replay."""
     read = [(name, universe_of(j), j, read_log(logs)) for name, j, logs in runs]
@@ -65,7 +73,7 @@ def cmd_coverage(args) -> int:
             for f in (j, log):
                 if not os.path.isfile(f):
                     raise UsageError(f"--p4-log {j} {log}: no file {f}")
-            runs.append((os.path.basename(log).split(".")[0], j, [log]))
+            runs.append((_log_name(log, each), j, [log]))
         p4, parts, agree = _p4(runs, each)
     doc = report(cov, each, unreachable, p4, agree, lost, parts)
     txt = text(doc)
@@ -108,7 +116,7 @@ def add_cli_command(sub) -> None:
                         "after a vector is its replay: the model and bmv2 must agree on it")
     c.add_argument("--p4-log", nargs=2, action="append", metavar=("JSON", "LOG"),
                    help="one bmv2 JSON and a trace log of it (e.g. a vector replayed in file mode); a log "
-                        "named after a vector (NAME.txt, NAME.log) is its replay: the model and bmv2 must agree")
+                        "named after a vector (NAME.txt, NAME.log, LOG.NAME) is its replay: the model and bmv2 must agree")
     c.add_argument("--p4-builds", metavar="DIR", default=os.path.join("build", "p4"),
                    help="bmv2 builds, DIR/<geometry>/ctcm.json (default build/p4)")
     c.add_argument("-q", "--quiet", action="store_true", help="no report on stdout")
