@@ -51,6 +51,10 @@ def _log_name(path: str, vectors) -> str:
 def _p4(runs, vectors) -> tuple:
     """P4 coverage of all the runs, of the vector replays and of the rest, and the agreement per vector replay."""
     read = [(name, universe_of(j), j, read_log(logs)) for name, j, logs in runs]
+    for (_n, _j, logs), (_name, _u, _jj, h) in zip(runs, read):
+        if h.packets and not h.statements:
+            raise UsageError(f"{logs[-1]}: packets but no primitive lines: not a trace-level log "
+                             "(simple_switch --log-level trace)")
     total, replays, others = P4Coverage(), P4Coverage(), P4Coverage()
     for name, u, j, h in read:
         total.add(u, h, j)
