@@ -26,7 +26,7 @@ vectors: $(STAMP)
 docs: $(STAMP)
 	$(CTCM) docs --out docs
 
-# P4 includes generated from model/ctcm/spec.py and the field tables (p4/include/generated/).
+# P4 includes generated from model/ctcm/spec/ and the field tables (p4/include/generated/).
 p4-sources: $(STAMP)
 	$(PY) -m ctcm.gen.p4gen --out p4/include/generated
 
@@ -51,7 +51,7 @@ $(PTF_STAMP): $(STAMP)
 
 ptf: $(PTF_STAMP)
 	@if [ "$(TARGET)" = bmv2 ] && { [ ! -f build/p4/default/ctcm.json ] || \
-	    [ -n "$$(find p4 model/ctcm/spec.py model/ctcm/p4gen.py -newer build/p4/default/ctcm.json -print -quit)" ]; }; \
+	    [ -n "$$(find p4 model/ctcm/spec model/ctcm/gen/p4gen.py -newer build/p4/default/ctcm.json -print -quit)" ]; }; \
 	then $(MAKE) --no-print-directory p4; fi
 	cd ptf_tests && ../$(PY) -m ctcm_ptf.harness --target $(TARGET) $(if $(TESTS),--tests $(TESTS)) \
 	    $(if $(PTF_PARAMS),--params "$(PTF_PARAMS)") $(if $(PORTMAP),--portmap "$(PORTMAP)")
