@@ -137,6 +137,7 @@ module ctcm_fastpath #(
     reg [7:0] p_opcode;
     reg [23:0] p_dqpn;
     reg [127:0] p_src, p_dst;
+    reg [8*18-1:0] p_l2;    // the frame's first 18 bytes (Ethernet, 802.1Q tag)
 
     // ---- flow table and register port ------------------------------------------
     reg [47:0] cnp_interval_us;
@@ -186,10 +187,10 @@ module ctcm_fastpath #(
     // the variant fields set to ones), both per IP version.
     wire [8*60-1:0] ip4_be = {8'h45, 8'hC2, 16'd60, 16'd0, 16'h4000, 8'hFF, 8'h11, csum, s4, d4,
                               16'hF000, 16'd4791, 16'd40, 16'd0,
-                              8'h81, 8'h00, 16'hFFFF, 8'h40, cnp_lqpn, 32'd0, 128'd0, icrc_wire};
+                              8'h81, 8'h00, 16'hFFFF, 8'h40, cnp_lqpn, 32'd0, 128'd0, 32'd0};
     wire [8*80-1:0] ip6_be = {8'h6C, 8'h20, 16'd0, 16'd40, 8'h11, 8'hFF, p_dst, p_src,
                               16'hF000, 16'd4791, 16'd40, 16'd0,
-                              8'h81, 8'h00, 16'hFFFF, 8'h40, cnp_lqpn, 32'd0, 128'd0, icrc_wire};
+                              8'h81, 8'h00, 16'hFFFF, 8'h40, cnp_lqpn, 32'd0, 128'd0, 32'd0};
     wire [8*64-1:0] cb4_be = {64'hFFFFFFFFFFFFFFFF, 8'h45, 8'hFF, 16'd60, 16'd0, 16'h4000, 8'hFF, 8'h11, 16'hFFFF,
                               s4, d4, 16'hF000, 16'd4791, 16'd40, 16'hFFFF,
                               8'h81, 8'h00, 16'hFFFF, 8'hFF, cnp_lqpn, 32'd0, 128'd0};
@@ -198,10 +199,10 @@ module ctcm_fastpath #(
                               8'h81, 8'h00, 16'hFFFF, 8'hFF, cnp_lqpn, 32'd0, 128'd0, 32'd0};
 `ifdef FAULT_DROP_VLAN
     wire cnp_vlan = 1'b0;
-    wire [15:0] cnp_ethertype = p_vlan ? hdr[8*16 +: 16] : hdr[8*12 +: 16];
+    wire [15:0] cnp_ethertype = p_vlan ? p_l2[8*16 +: 16] : p_l2[8*12 +: 16];
 `else
     wire cnp_vlan = p_vlan;
-    wire [15:0] cnp_ethertype = hdr[8*12 +: 16];
+    wire [15:0] cnp_ethertype = p_l2[8*12 +: 16];
 `endif
     // Little-endian images (byte i at [8*i +: 8]) for the beats and the CRC.
     reg [8*CNP_BYTES-1:0] cnp_le;
@@ -211,11 +212,11 @@ module ctcm_fastpath #(
     always @* begin
         cnp_le = {8*CNP_BYTES{1'b0}};
         cb_le = {8*88{1'b0}};
-        cnp_le[0 +: 48] = hdr[8*6 +: 48];                  // destination MAC = the packet's source
-        cnp_le[48 +: 48] = hdr[0 +: 48];                   // source MAC = the packet's destination
+        cnp_le[0 +: 48] = p_l2[8*6 +: 48];                 // destination MAC = the packet's source
+        cnp_le[48 +: 48] = p_l2[0 +: 48];                  // source MAC = the packet's destination
         cnp_le[96 +: 16] = cnp_ethertype;                  // 802.1Q TPID or the ethertype
         if (cnp_vlan)
-            cnp_le[112 +: 32] = hdr[8*14 +: 32];           // TCI and the ethertype
+            cnp_le[112 +: 32] = p_l2[8*14 +: 32];          // TCI and the ethertype
         for (b = 0; b < 80; b = b + 1) begin
             if (p_ipv6)
                 cnp_le[8*(b + (cnp_vlan ? 18 : 14)) +: 8] = ip6_be[8*(79 - b) +: 8];
@@ -235,7 +236,16 @@ module ctcm_fastpath #(
     ctcm_crc32 crc32 (.crc_in(crc), .data(cb_le[64*crc_word +: 64]),
                       .nbytes((p_ipv6 && crc_word == 4'd10) ? 4'd4 : 4'd8), .crc_out(crc_next));
     wire [7:0] emit_left = cnp_len - emit_off;
-    assign cnp_tdata = cnp_le[8*emit_off +: DATA_W];
+    wire [7:0] icrc_at = cnp_len - 8'd4;                   // the ICRC: the CNP's last 4 bytes
+    reg [DATA_W-1:0] beat_data;
+    integer e;
+    always @* begin
+        beat_data = cnp_le[8*emit_off +: DATA_W];
+        for (e = 0; e < KEEP_W; e = e + 1)
+            if ({24'd0, emit_off} + e >= {24'd0, icrc_at} && {24'd0, emit_off} + e < {24'd0, cnp_len})
+                beat_data[8*e +: 8] = icrc_wire[8*(3 - ({24'd0, emit_off} + e - {24'd0, icrc_at})) +: 8];
+    end
+    assign cnp_tdata = beat_data;
     assign cnp_tlast = {8'd0, emit_left} <= KEEP_W;
     assign cnp_tkeep = cnp_tlast ? ~({KEEP_W{1'b1}} << emit_left) : {KEEP_W{1'b1}};
 
@@ -266,6 +276,7 @@ module ctcm_fastpath #(
                 p_dqpn <= c_dqpn;
                 p_src <= c_src;
                 p_dst <= c_dst;
+                p_l2 <= hdr[0 +: 8*18];
                 state <= S_LOOKUP;
             end
             S_LOOKUP:

