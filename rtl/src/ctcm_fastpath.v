@@ -162,6 +162,7 @@ module ctcm_fastpath #(
     // counters: packets, forwarded, not_roce, roce, cm, malformed, unsupported,
     // ce_packets, ce_untracked, cnp_sent, cnp_suppressed (the model's names)
     reg [31:0] counter [0:NCOUNTERS-1];
+    wire [3:0] counter_idx = reg_addr[5:2];  // (reg_addr - 0x40) / 4 for 0x40 <= reg_addr < 0x80
     integer c;
 
     // ---- the CNP -------------------------------------------------------------------
@@ -246,7 +247,7 @@ module ctcm_fastpath #(
                 beat_data[8*e +: 8] = icrc_wire[8*(3 - ({24'd0, emit_off} + e - {24'd0, icrc_at})) +: 8];
     end
     assign cnp_tdata = beat_data;
-    assign cnp_tlast = {8'd0, emit_left} <= KEEP_W;
+    assign cnp_tlast = {24'd0, emit_left} <= KEEP_W;
     assign cnp_tkeep = cnp_tlast ? ~({KEEP_W{1'b1}} << emit_left) : {KEEP_W{1'b1}};
 
     // ---- control ---------------------------------------------------------------------
@@ -289,7 +290,8 @@ module ctcm_fastpath #(
                     K_ROCE: counter[3] <= counter[3] + 32'd1;
                     K_CM: counter[4] <= counter[4] + 32'd1;
                     K_MALFORMED: counter[5] <= counter[5] + 32'd1;
-                    default: counter[6] <= counter[6] + 32'd1;                  // unsupported
+                    K_UNSUPPORTED: counter[6] <= counter[6] + 32'd1;
+                    default: ;
                 endcase
                 if (ce) begin
                     counter[7] <= counter[7] + 32'd1;                            // ce_packets
@@ -331,7 +333,7 @@ module ctcm_fastpath #(
                 8'h0C: reg_rdata <= {16'd0, cnp_interval_us[47:32]};
                 default:
                     if (reg_addr >= 8'h40 && reg_addr < 8'h40 + 4 * NCOUNTERS)
-                        reg_rdata <= counter[(reg_addr - 8'h40) >> 2];
+                        reg_rdata <= counter[counter_idx];
                     else
                         reg_rdata <= 32'd0;
             endcase

@@ -31,7 +31,12 @@ module ctcm_parser #(
 
     reg [15:0] et, l3, l4, ihl, total, ip_end, ulen, bth;
     reg        udp_ok;
-    reg [7:0]  ip0, ip1;  // the IP header's first two bytes
+    reg [7:0]  ip0;       // the IP header's first byte (version, IHL)
+    // Waiver: of the IP header's second byte only the ECN bits are used
+    // (IPv4 [1:0], IPv6 [5:4], the low traffic-class bits); the rest is DSCP.
+    /* verilator lint_off UNUSEDSIGNAL */
+    reg [7:0]  ip1;
+    /* verilator lint_on UNUSEDSIGNAL */
 
     always @* begin
         kind = K_NOT_ROCE;

@@ -33,10 +33,11 @@ async def replay(dut):
     tb.set_variant(os.environ.get("CTCM_VARIANT", "idle"))
     await tb.reset()
     res = await tb.run(vector, source=os.environ.get("CTCM_STIMULUS", "auto"))
-    rate = res.stimuli / res.seconds if res.seconds else 0.0
-    dut._log.info(f"{os.path.basename(vector)}: {res.stimuli} stimuli in {res.seconds:.2f} s ({rate:.0f} frames/s)")
+    dut._log.info(f"{os.path.basename(vector)}: {res.stimuli} stimuli in {res.seconds:.2f} s wall, "
+                  f"{res.cpu_seconds:.2f} s CPU ({res.stimuli / max(res.cpu_seconds, 1e-9):.0f} frames per CPU second)")
     out = os.environ.get("CTCM_RATE_FILE")
     if out:
         with open(out, "a", encoding="utf-8") as f:
-            f.write(f"{os.path.basename(vector)} {res.stimuli} {res.seconds:.3f}\n")
+            f.write(f"{os.environ.get('CTCM_SIM', '?')} {os.environ.get('CTCM_VARIANT', 'idle')} "
+                    f"{os.path.basename(vector)} {res.stimuli} {res.seconds:.3f} {res.cpu_seconds:.3f}\n")
     assert res.ok, "oracle:\n" + res.format()

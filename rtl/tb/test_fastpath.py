@@ -83,7 +83,7 @@ def test_vector(sim, variant, vector):
         runner.test(
             test_module="fastpath_tb", hdl_toplevel="ctcm_fastpath", test_dir=test_dir,
             build_dir=os.path.join(BUILD, sim + "-" + _tag()),
-            extra_env={"CTCM_VECTOR": os.path.abspath(vector), "CTCM_VARIANT": variant,
+            extra_env={"CTCM_VECTOR": os.path.abspath(vector), "CTCM_VARIANT": variant, "CTCM_SIM": sim,
                        "PYTHONPATH": TB + os.pathsep + os.environ.get("PYTHONPATH", ""),
                        "CTCM_RATE_FILE": os.environ.get("CTCM_RATE_FILE", "")},
             log_file=os.path.join(test_dir, "sim.log"), results_xml=xml)

@@ -20,6 +20,7 @@ simulated cycles.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from dataclasses import dataclass, field
@@ -70,15 +71,22 @@ class RunResult:
     stimuli: int = 0
     counter_errors: list[str] = field(default_factory=list)
     first_error: str | None = None
-    seconds: float = 0.0
+    seconds: float = 0.0       # wall clock
+    cpu_seconds: float = 0.0   # CPU time of the simulator process (simulator and Python)
 
     @property
     def ok(self) -> bool:
         return self.report.ok and not self.counter_errors
 
     def format(self) -> str:
-        lines = [self.report.format()] + self.counter_errors
-        return "\n".join(lines)
+        """The oracle's report (as ``ctcm compare`` prints it), then the first frame
+        that differed from the next expected one on its port, with the oracle's
+        field-level diff (also when the report pairs no frames: a frame shifted by
+        a lost tag shows as missing + extra there), then counter mismatches."""
+        lines = [self.report.format()]
+        if self.first_error:
+            lines.append("first difference, in order on its port: " + self.first_error)
+        return "\n".join(lines + self.counter_errors)
 
 
 class VectorBench:
@@ -99,6 +107,8 @@ class VectorBench:
                         for p, n in sources.items()}
         self.sinks = {p: AxiStreamSink(AxiStreamBus.from_prefix(dut, n), clock, reset, reset_active_level)
                       for p, n in sinks.items()}
+        for bus in (*self.sources.values(), *self.sinks.values()):
+            bus.log.setLevel(logging.WARNING)  # else every frame is formatted into the log ("TX frame: ...")
         self.timestamp = getattr(dut, timestamp) if timestamp else None
         if self.timestamp is not None:
             self.timestamp.value = 0
@@ -124,7 +134,7 @@ class VectorBench:
         writes, then wait until the expected number of frames came out (or
         nothing came for ``drain_cycles``) and ``drain_cycles // 10`` more
         for extras. Returns the oracle's report and the counter check."""
-        start = time.monotonic()
+        start, cpu = time.monotonic(), time.process_time()
         head = read_head(vector)
         config = vector_config(head)
         sb = Scoreboard(expected_by_port(vector), self.log.error)
@@ -152,7 +162,8 @@ class VectorBench:
         for k, v in got.items():
             if model.get(k) != v:
                 errors.append(f"counter {k}: model {model.get(k)}, DUT {v}")
-        return RunResult(vector, sb.report(), n, errors, sb.first_error, time.monotonic() - start)
+        return RunResult(vector, sb.report(), n, errors, sb.first_error, time.monotonic() - start,
+                         time.process_time() - cpu)
 
     async def _monitor(self, port: int, sink: AxiStreamSink, sb: Scoreboard) -> None:
         while True:
