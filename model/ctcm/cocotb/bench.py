@@ -101,6 +101,7 @@ class VectorBench:
         self.dut = dut
         self.clock = clock
         self.reset_signal = reset
+        self.reset_active_level = reset_active_level
         self.control = control
         self.log = dut._log
         self.sources = {p: AxiStreamSource(AxiStreamBus.from_prefix(dut, n), clock, reset, reset_active_level)
@@ -121,12 +122,13 @@ class VectorBench:
         for k, s in enumerate(self.sinks.values()):
             s.set_pause_generator(snk() if snk is idle else snk(seed=20 + k))
 
-    async def reset(self, cycles: int = 4, active_level: bool = True) -> None:
+    async def reset(self, cycles: int = 4) -> None:
+        """Hold the DUT's reset for ``cycles`` clock cycles (nothing without a reset)."""
         if self.reset_signal is None:
             return
-        self.reset_signal.value = int(active_level)
+        self.reset_signal.value = int(self.reset_active_level)
         await ClockCycles(self.clock, cycles)
-        self.reset_signal.value = int(not active_level)
+        self.reset_signal.value = int(not self.reset_active_level)
         await RisingEdge(self.clock)
 
     async def run(self, vector: str, *, source: str = "auto", drain_cycles: int = 2000) -> RunResult:
