@@ -79,7 +79,7 @@ def vector_config(head: dict) -> Config:
 def iter_stimuli(path: str, source: str = "auto") -> Iterator[Stimulus]:
     """The stimuli of the vector ``path`` (its YAML), in order, from
     ``source``: ``pcapng``, ``hex``, ``yaml`` or ``auto`` (the pcapng when it
-    exists, else the hex file, else the YAML). pcapng and hex are streamed."""
+    exists, else the hex file, else the YAML), streamed from each."""
     files = VectorFiles.of(path)
     if source == "auto":
         source = next((s for s, p in (("pcapng", files.pcapng), ("hex", files.hex)) if os.path.exists(p)), "yaml")
@@ -123,16 +123,40 @@ def _from_hex(path: str) -> Iterator[Stimulus]:
 
 
 def _from_yaml(path: str) -> Iterator[Stimulus]:
+    """Streamed: each ``- id:`` item of the ``packets:`` list is loaded on its
+    own (a vector file of any size in bounded memory)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            doc = yaml.load(f, Loader=_Loader)
-    except (OSError, yaml.YAMLError) as e:
-        raise OracleError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
-    for n, p in enumerate(doc.get("packets") or [], 1):
-        try:
-            yield Stimulus(int(p.get("id", n)), int(p["t_us"]), int(p["port"]), bytes.fromhex(p["bytes"]))
-        except (KeyError, TypeError, ValueError, AttributeError):
-            raise OracleError(f"{path}: packet {n}: needs t_us, port and bytes (hex)") from None
+        f = open(path, encoding="utf-8")  # noqa: SIM115
+    except OSError as e:
+        raise OracleError(f"{path}: {e.strerror or e}") from None
+    with f:
+        for line in f:
+            if line.startswith("packets:"):
+                break
+        else:
+            raise OracleError(f"{path}: not a ctcm vector (no 'packets' list)")
+        block: list[str] = []
+        n = 0
+        for line in f:
+            if line.startswith("- ") or not line.startswith(" "):  # a new item, or the list's end
+                if block:
+                    n += 1
+                    yield _packet(path, n, block)
+                    block = []
+                if not line.startswith("- "):
+                    break
+            block.append(line)
+        else:
+            if block:
+                yield _packet(path, n + 1, block)
+
+
+def _packet(path: str, n: int, block: list[str]) -> Stimulus:
+    try:
+        p = yaml.load("".join(block), Loader=_Loader)[0]
+        return Stimulus(int(p.get("id", n)), int(p["t_us"]), int(p["port"]), bytes.fromhex(p["bytes"]))
+    except (yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError, IndexError):
+        raise OracleError(f"{path}: packet {n}: needs t_us, port and bytes (hex)") from None
 
 
 def expected_by_port(path: str) -> dict[int, list[Expected]]:
