@@ -48,7 +48,7 @@ def test_not_a_vector_is_one_line(tmp_path):
         list(iter_stimuli(str(bad), "hex"))
     with pytest.raises(OracleError, match="no 'packets' list"):
         list(iter_stimuli(str(bad), "yaml"))
-    bad.write_text("name: x\npackets:\n- id: 1\n  t_us: 0\n  port: 1\n  bytes: 0011\n- id: 2\n  t_us: soon\n")
+    bad.write_text("name: x\npackets:\n- id: 1\n  t_us: 0\n  port: 1\n  bytes: \"0011\"\n- id: 2\n  t_us: soon\n")
     it = iter_stimuli(str(bad), "yaml")
     assert next(it).frame == b"\x00\x11"
     with pytest.raises(OracleError, match="packet 2: needs t_us, port and bytes"):
