@@ -6,7 +6,8 @@ Environment: CTCM_RTL_SIMS (icarus,verilator), CTCM_RTL_VECTORS (YAML
 files, space-separated; default the committed vectors/*.yaml),
 CTCM_RTL_VARIANTS (idle,backpressure; see ctcm.cocotb.bench.VARIANTS),
 CTCM_RTL_DEFINES (e.g. FAULT_ICRC_BYTE_ORDER: the negative controls),
-CTCM_RTL_DATA_W (64), CTCM_RTL_BUILD (build/rtl), CTCM_RATE_FILE (a file
+CTCM_RTL_DATA_W (64), CTCM_RTL_BUILD (build/rtl), CTCM_STIMULUS (auto | pcapng | hex |
+yaml: where stimuli are read from), CTCM_RATE_FILE (a file
 each run appends its frames and seconds to).
 """
 
