@@ -145,6 +145,9 @@ class CtcmTest(BaseTest):
     def setUp(self):
         BaseTest.setUp(self)
         self.dataplane = ptf.dataplane_instance
+        # The harness captures every port (portN.pcap): ptf's own copy of the frames it
+        # receives would only slow its receive thread down.
+        self.dataplane.stop_pcap()
         self.tparams = testutils.test_params_get() or {}
         self.ctcm = dict(self.tparams.get("ctcm") or {"target": "device"})
         self.target = attach(self.ctcm)
@@ -283,12 +286,16 @@ class CtcmTest(BaseTest):
     def _send_windowed(self, steps: list[Step], window: int, res: ReplayResult) -> None:
         """Up to ``window`` stimuli in flight, sent as fast as that allows. A stimulus
         is in flight until its expected outputs came (one expecting none: until an
-        output of a later stimulus came, the switch working in order). Outputs are
-        kept per port for the oracle. With nothing coming for OUTPUT_TIMEOUT the
-        stimuli in flight are given up (their frames are reported missing, or
-        late when they come afterwards), never sent again."""
+        output of a later stimulus came, the switch working in order). Order
+        between ports is not kept by the interfaces, so a stimulus that reads or
+        changes state (:meth:`Pipeline.touches_state`) waits for the stimuli in
+        flight on other ports, and any stimulus waits for such stimuli there.
+        Outputs are kept per port for the oracle. With nothing coming for
+        OUTPUT_TIMEOUT the stimuli in flight are given up (their frames are
+        reported missing, or late when they come afterwards), never sent again."""
         from collections import deque
 
+        stateful = make_pipeline(self.cfg).touches_state([(s.port, s.frame) for s in steps])
         pending: dict = {}   # (port, bytes) -> deque of stimulus index
         left = [0] * len(steps)
         flight: deque = deque()  # stimulus indices, in send order
@@ -296,8 +303,16 @@ class CtcmTest(BaseTest):
         got = res.window_observed
         i = 0
         poll = self.dataplane.poll
+        failure = self.dataplane.PollFailure
+
+        def may_send(i):
+            if len(flight) >= window:
+                return False
+            port, st = steps[i].port, stateful[i]
+            return not any(steps[x].port != port and (st or stateful[x]) for x in flight)
+
         while i < len(steps) or flight:
-            if i < len(steps) and len(flight) < window:
+            if i < len(steps) and may_send(i):
                 s = steps[i]
                 for k in s.expect:
                     pending.setdefault(k, deque()).append(i)
@@ -305,17 +320,14 @@ class CtcmTest(BaseTest):
                 flight.append(i)
                 self.send(s.port, s.frame)
                 i += 1
-                if len(flight) < window and i < len(steps):
-                    r = poll(device_number=0, port_number=None, timeout=0)
-                    if isinstance(r, self.dataplane.PollFailure) or r.packet is None:
-                        continue
-                else:
+                r = poll(device_number=0, port_number=None, timeout=0)
+                if isinstance(r, failure) or r.packet is None:
                     continue
             else:
                 # only stimuli expecting nothing in flight: a quiet wait is enough
                 waiting = any(left[x] for x in flight)
                 r = poll(device_number=0, port_number=None, timeout=OUTPUT_TIMEOUT if waiting else QUIET)
-                if isinstance(r, self.dataplane.PollFailure) or r.packet is None:
+                if isinstance(r, failure) or r.packet is None:
                     if waiting:
                         res.timeouts += 1
                         given_up.update(flight)

@@ -247,9 +247,14 @@ class Run:
                 tp += ";" + self.a.params
             cmd = [shutil.which("ptf", path=os.path.dirname(sys.executable)) or "ptf",
                    "--test-dir", TEST_DIR, "--log-file", os.path.join(self.logdir, f"ptf-{tag}.log"),
-                   "--test-params", tp, "--socket-recv-size", "65536"]
+                   "--test-params", tp, "--socket-recv-size", "65536",
+                   # ptf's debug level logs every frame it receives (slow): info unless asked
+                   "--debug", os.environ.get("CTCM_PTF_DEBUG", "info")]
             for p, i in sorted(test_ifaces.items()):
                 cmd += ["--interface", f"0-{p}@{i}"]
+            if self.a.xunit_dir:  # JUnit XML; ptf empties the directory it is given: one per run and group
+                name = f"{os.path.basename(self.logdir)}-{tag}"
+                cmd += ["--xunit", "--xunit-dir", os.path.join(os.path.abspath(self.a.xunit_dir), name)]
             cmd += tests
             out_path = os.path.join(self.logdir, f"ptf-{tag}.out")
             with open(out_path, "w") as out:
@@ -260,7 +265,7 @@ class Run:
                 for line in p.stdout:
                     out.write(line)
                     text.append(line)
-                    if self.a.verbose or re.search(r"\.\.\. (ok|FAIL|ERROR|skipped)", line):
+                    if self.a.verbose or re.search(r"\.\.\. (ok|OK|FAIL|ERROR|skipped|SKIP)", line):
                         print("  " + line.rstrip(), flush=True)
                 p.wait()
             self.procs.remove(p)
@@ -297,6 +302,8 @@ def main(argv=None) -> int:
                     help='extra ptf test parameters, e.g. "corrupt_cnp_qpn=1"')
     ap.add_argument("--portmap", default=os.environ.get("PORTMAP", ""), help="device: 1=IFACE,2=IFACE[,3=IFACE]")
     ap.add_argument("--logdir")
+    ap.add_argument("--xunit-dir", default=os.environ.get("CTCM_PTF_XUNIT", ""),
+                    help="write JUnit XML (ptf --xunit) into DIR/<logdir name>-<geometry>/")
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args(argv)
     if os.geteuid() != 0:
@@ -333,7 +340,7 @@ def main(argv=None) -> int:
         best = None
         with open(rates) as f:
             for line in f:
-                name, n, secs, rate, _late = line.rstrip("\n").split("\t")
+                name, n, secs, rate = line.rstrip("\n").split("\t")[:4]
                 if best is None or int(n) > best[1]:
                     best = (name, int(n), float(secs), rate)
         if best:
