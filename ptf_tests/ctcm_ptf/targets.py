@@ -145,7 +145,7 @@ class Bmv2Target:
         # The interface harness runs the logging-free build when there is one (CTCM_SIMPLE_SWITCH to choose);
         # a log is one file, never rotated (coverage, ctcm coverage --p4-logs, reads all of it).
         self.switch = Bmv2Switch(self.json_file, self.ports, thrift_port=self.thrift_port,
-                                 log_file=os.path.join(self.logdir, f"switch-{tag}") if level else None,
+                                 log_file=os.path.join(self.logdir, f"switch-{tag}.txt") if level else None,
                                  log_level=level or "debug", console=os.path.join(self.logdir, "switch.log"))
         self.thrift = self.switch.start()
         self.configure(cfg)

@@ -236,7 +236,7 @@ class Bmv2Switch:
     ``files_wait`` (seconds) it runs in pcap-file mode in ``workdir``
     (``<name>_in.pcap`` read, ``<name>_out.pcap`` written there) after that
     wait. ``log_file``: simple_switch's per-packet log (the logging build),
-    never rotated. Its console goes to ``console`` (a path) or is dropped."""
+    never rotated, at exactly that path once stopped. Its console goes to ``console`` (a path) or is dropped."""
 
     def __init__(self, json_file: str, ports: dict[int, str], *, switch: str | None = None,
                  thrift_port: int | None = None, workdir: str | None = None, files_wait: int | None = None,
@@ -265,8 +265,9 @@ class Bmv2Switch:
             cmd += ["--use-files", str(self.files_wait)]
         for p, ifname in sorted(self.ports.items()):
             cmd += ["-i", f"{p}@{ifname}"]
-        if self.log_file:
-            cmd += ["--log-file", self.log_file, "--log-level", self.log_level, "--log-flush",
+        if self.log_file:  # bmv2 appends .txt to the name it is given
+            base = self.log_file[:-4] if self.log_file.endswith(".txt") else self.log_file
+            cmd += ["--log-file", base, "--log-level", self.log_level, "--log-flush",
                     "--log-file-max-size", str(1 << 62)]
         return cmd + [self.json_file]
 
@@ -315,6 +316,8 @@ class Bmv2Switch:
         self.thrift.close()
         kill_group(self.proc)
         self.proc = None
+        if self.log_file and not self.log_file.endswith(".txt") and os.path.exists(self.log_file + ".txt"):
+            os.replace(self.log_file + ".txt", self.log_file)  # the log under the name asked for
         for f in self.files():
             try:
                 os.unlink(f)

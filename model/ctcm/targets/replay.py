@@ -239,6 +239,7 @@ def replay_bmv2(path: str, *, switch: str | None = None, log_file: str | None = 
             try:
                 thrift = sw.start()
                 thrift.program(program(cfg))
+                thrift.set_queue_depths()  # bmv2's 64-frame egress queues drop frames of a fast input
                 if thrift.counter(Counter.PACKETS) != 0:  # it read packets before it was programmed
                     sw.stop()
                     if wait >= 8:
