@@ -45,6 +45,7 @@ p4-fresh: $(STAMP)
 REPORTS := build/reports
 test: $(STAMP)
 	@mkdir -p $(REPORTS); st=0; \
+	if command -v p4c >/dev/null; then $(MAKE) --no-print-directory p4-fresh || st=1; fi; \
 	$(PY) -m pytest -q --junitxml=$(REPORTS)/pytest.xml $(PYTEST_ARGS) || st=1; \
 	$(MAKE) --no-print-directory replay || st=1; \
 	$(MAKE) --no-print-directory ptf-ci || st=1; \
