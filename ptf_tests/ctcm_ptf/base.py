@@ -95,6 +95,7 @@ class ReplayResult:
     window_observed: list = field(default_factory=list)  # windowed: every output, in arrival order
     late: list = field(default_factory=list)  # windowed: (stimulus id, frame) that came after a timeout
     timeouts: int = 0
+    order_waits: int = 0  # windowed: times a stimulus waited for the ports' order
 
     @property
     def rate(self) -> float:
@@ -309,7 +310,10 @@ class CtcmTest(BaseTest):
             if len(flight) >= window:
                 return False
             port, st = steps[i].port, stateful[i]
-            return not any(steps[x].port != port and (st or stateful[x]) for x in flight)
+            if any(steps[x].port != port and (st or stateful[x]) for x in flight):
+                res.order_waits += 1
+                return False
+            return True
 
         while i < len(steps) or flight:
             if i < len(steps) and may_send(i):
@@ -400,7 +404,7 @@ class CtcmTest(BaseTest):
                 conn_problems, blind = table_diffs(final_connections, got_conns, MAX_SHOWN)
                 if blind:
                     log.info("%s: IPv6 remote IPs are not readable from this target: compared without them", name)
-        how = f"window {window}" if window else f"one at a time, latest send {res.max_late_ms:.1f} ms after its time"
+        how = f"window {window} ({res.order_waits} waits for order between ports)" if window else f"one at a time, latest send {res.max_late_ms:.1f} ms after its time"
         msg = f"{name}: {len(steps)} stimuli in {res.seconds:.2f} s ({res.rate:.0f} pkt/s), {how}"
         log.info(msg)
         self._record_rate(name, res, window)
