@@ -414,13 +414,18 @@ class CtcmTest(BaseTest):
                             f"their stimuli were given up): stimuli "
                             + ", ".join(str(sid) for sid, _f in res.late[:MAX_SHOWN]))
         if window and self._max_span is not None and res.seconds * 1e6 >= self._max_span:
-            problems.append(f"the replay took {res.seconds:.2f} s, not less than the shortest timer "
-                            f"({self._max_span / 1e6:g} s): sending it windowed was not time-independent")
+            waited = f" ({res.timeouts} wait(s) of {OUTPUT_TIMEOUT:g} s for missing frames)" if res.timeouts else ""
+            problems.append(f"the replay took {res.seconds:.2f} s{waited}, not less than the shortest timer "
+                            f"({self._max_span / 1e6:g} s): its outcome may depend on time")
         if res.failures:
-            problems.append(f"{len(res.failures)} {'ports' if window else 'stimuli'} differ from the model:")
-            problems += res.failures[:MAX_SHOWN]
-            if len(res.failures) > MAX_SHOWN:
-                problems.append(f"... and {len(res.failures) - MAX_SHOWN} more")
+            if window:  # one entry per port, then the oracle's verdict
+                problems.append(f"{len(res.failures) - 1} port(s) differ from the model:")
+                problems += res.failures
+            else:
+                problems.append(f"{len(res.failures)} stimuli differ from the model:")
+                problems += res.failures[:MAX_SHOWN]
+                if len(res.failures) > MAX_SHOWN:
+                    problems.append(f"... and {len(res.failures) - MAX_SHOWN} more")
         if res.late_extras:
             problems.append(f"{len(res.late_extras)} frame(s) after the last stimulus:")
             problems += [f"  port {p}: {decode(b).summary()}" for p, b in res.late_extras[:MAX_SHOWN]]
