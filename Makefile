@@ -49,7 +49,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q --junitxml=$(REPORTS)/pytest.xml $(PYTEST_ARGS) || st=1; \
 	$(MAKE) --no-print-directory replay || st=1; \
 	$(MAKE) --no-print-directory ptf-ci || st=1; \
-	echo "JUnit reports: $(REPORTS)/ (pytest.xml, replay.xml, ptf/<run>-<geometry>/*.xml)"; exit $$st
+	echo "JUnit reports: $(REPORTS)/ (pytest.xml, replay.xml, ptf/ and ptf-random/<target>-<geometry>/*.xml)"; exit $$st
 
 # Offline replay on bmv2 (pcap files, no root; README "Offline replay"): every committed
 # vector the model finds time-independent, and two random 100,000-packet p4-mode vectors
@@ -67,6 +67,8 @@ replay: $(STAMP)
 # The PTF suite (ptf_tests/, README "PTF suite"): make ptf TARGET=model|bmv2|device
 # [TESTS="ActiveOpenCnp Vector_.*"] [PTF_PARAMS=corrupt_cnp_qpn=1] [PORTMAP=1=eth1,2=eth2] (root).
 TARGET ?= model
+# JUnit XML of make ptf: build/reports/$(XUNIT)/<target>-<geometry>/
+XUNIT ?= ptf
 PTF_STAMP := $(VENV)/.ptf-installed
 PTF_VERSION := 0.12.0
 $(PTF_STAMP): $(STAMP)
@@ -78,7 +80,7 @@ ptf: $(PTF_STAMP)
 	@if [ "$(TARGET)" = bmv2 ]; then $(MAKE) --no-print-directory p4-fresh; fi
 	cd ptf_tests && ../$(PY) -m ctcm_ptf.harness --target $(TARGET) $(if $(TESTS),--tests $(TESTS)) \
 	    $(if $(PTF_PARAMS),--params "$(PTF_PARAMS)") $(if $(PORTMAP),--portmap "$(PORTMAP)") \
-	    --xunit-dir $(CURDIR)/$(REPORTS)/ptf
+	    --xunit-dir $(CURDIR)/$(REPORTS)/$(XUNIT)
 
 # make test's PTF part: the model switch, then bmv2 when p4c and simple_switch are
 # installed (one line says what is missing; CTCM_REQUIRE_BMV2=1 never skips it).
@@ -106,7 +108,8 @@ ptf-ci: $(PTF_STAMP)
 # table pressure), built from their seeds into build/ptf/random/ and replayed on TARGET.
 ptf-random: $(PTF_STAMP)
 	$(CTCM) vectors --quiet --out build/ptf/random ptf_tests/random/*.yaml
-	CTCM_PTF_VECTORS=$(CURDIR)/build/ptf/random $(MAKE) --no-print-directory ptf TARGET=$(TARGET) TESTS="Vector_.*"
+	CTCM_PTF_VECTORS=$(CURDIR)/build/ptf/random $(MAKE) --no-print-directory ptf TARGET=$(TARGET) TESTS="Vector_.*" \
+	    XUNIT=ptf-random
 
 # Coverage (docs/coverage.md): build/coverage/coverage.{txt,json,html}. Functional coverage of
 # the committed vectors on the model, checked against vectors/coverage/baseline.json; with root,
