@@ -294,8 +294,7 @@ class Bmv2Switch:
             if self.proc.poll() is not None:
                 code = self.proc.returncode
                 self.stop()
-                raise TargetError(f"simple_switch exited with status {code}"
-                                  + (f" (see {self.console})" if self.console else ""))
+                raise TargetError(f"{os.path.basename(self.switch)} exited with status {code}" + self._last_words())
             try:
                 self.thrift.connect()
                 return self.thrift
@@ -308,6 +307,15 @@ class Bmv2Switch:
                     raise TargetError(f"simple_switch's Thrift server (port {self.thrift_port}) "
                                       f"did not answer in {timeout:.0f} s") from None
                 time.sleep(0.05)
+
+    def _last_words(self) -> str:
+        """The last line the switch printed (its console may be in a directory about to go)."""
+        try:
+            with open(self.console, "rb") as f:
+                lines = [ln.strip() for ln in f.read()[-4096:].decode(errors="replace").splitlines() if ln.strip()]
+        except (OSError, TypeError):
+            return ""
+        return f": {lines[-1]}" if lines and not lines[-1].startswith("===") else ""
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
