@@ -52,8 +52,9 @@ test: $(STAMP)
 	echo "JUnit reports: $(REPORTS)/ (pytest.xml, replay.xml, ptf/ and ptf-random/<target>-<geometry>/*.xml)"; exit $$st
 
 # Offline replay on bmv2 (pcap files, no root; README "Offline replay"): every committed
-# vector the model finds time-independent, and two random 100,000-packet p4-mode vectors
-# (vectors/random/*.yaml) built from their seeds into build/replay/.
+# vector the model finds time-independent, two random 100,000-packet p4-mode vectors
+# (vectors/random/*.yaml) and the PTF suite's two 10,000-packet ones (ptf_tests/random/:
+# the offline rate beside the live one), built from their seeds into build/replay/.
 replay: $(STAMP)
 	@missing=""; for t in p4c simple_switch; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
@@ -61,7 +62,7 @@ replay: $(STAMP)
 	  if [ "$${CTCM_REQUIRE_BMV2:-0}" = 1 ]; then echo "CTCM_REQUIRE_BMV2=1: a skipped bmv2 run is a failure"; exit 1; fi; \
 	  exit 0; fi; \
 	$(MAKE) --no-print-directory p4-fresh && mkdir -p $(REPORTS) && \
-	$(CTCM) vectors --quiet --out build/replay vectors/random/*.yaml && \
+	$(CTCM) vectors --quiet --out build/replay vectors/random/*.yaml ptf_tests/random/*.yaml && \
 	$(CTCM) replay --quiet --skip-time-dependent --junit $(REPORTS)/replay.xml vectors/*.yaml build/replay/*.yaml
 
 # The PTF suite (ptf_tests/, README "PTF suite"): make ptf TARGET=model|bmv2|device

@@ -56,7 +56,7 @@ QUIET = float(os.environ.get("CTCM_PTF_QUIET", "0.05"))
 END_QUIET = float(os.environ.get("CTCM_PTF_END_QUIET", "0.2"))
 GRACE = float(os.environ.get("CTCM_PTF_GRACE", "0.02"))
 #: Stimuli in flight in a windowed replay (1: always one at a time at the vector's time).
-WINDOW = int(os.environ.get("CTCM_PTF_WINDOW", "16"))
+WINDOW = int(os.environ.get("CTCM_PTF_WINDOW", "64"))
 ETH_HLEN = 14
 #: Printed failures per replay.
 MAX_SHOWN = 8
