@@ -12,15 +12,21 @@ field-level diffs); a replay test does the same with a committed golden vector.
 
 Replay rules (see the README's PTF section):
 
-* one stimulus at a time: send it, then wait for as many frames as the model
-  expects (any port) before sending the next, so simple_switch never sees a
-  burst; a stimulus the model drops is followed by a short quiet wait;
-* the vector's time is kept: stimulus k is not sent before start + t_us(k)
-  (it is sent later when the target is slower than the vector);
-* a missing frame is a failure, never retried; after the last stimulus a
-  quiet period catches late extras;
+* when the model says the outcome does not depend on time
+  (:func:`ctcm.vectors.timing.time_dependence`), the replay is windowed: up
+  to WINDOW stimuli in flight, sent as fast as that allows, order between
+  ports kept for the packets that touch state; all outputs are compared per
+  port with the oracle (:func:`ctcm.oracle.compare.compare`);
+* otherwise one stimulus at a time: send it, then wait for as many frames as
+  the model expects (any port) before sending the next; the vector's time is
+  kept: stimulus k is not sent before start + t_us(k) (later when the target
+  is slower than the vector); each stimulus' outputs are compared;
+* a missing frame is a failure, never retried (a frame that comes after its
+  stimulus was given up is reported late); after the last stimulus a quiet
+  period catches late extras;
 * then the counters the target reports are compared with the model's final
-  counters (targets without a control plane skip this, with a log line).
+  counters and its connection table with the model's (targets without a
+  control plane skip this, with a log line).
 
 Test parameters (``make ptf PTF_PARAMS=...``): ``corrupt_cnp_qpn=1`` (or
 env ``CTCM_PTF_CORRUPT_CNP_QPN=1``) flips one bit of the destination QPN of
