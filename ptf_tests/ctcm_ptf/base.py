@@ -62,7 +62,7 @@ QUIET = float(os.environ.get("CTCM_PTF_QUIET", "0.05"))
 END_QUIET = float(os.environ.get("CTCM_PTF_END_QUIET", "0.2"))
 GRACE = float(os.environ.get("CTCM_PTF_GRACE", "0.02"))
 #: Stimuli in flight in a windowed replay (1: always one at a time at the vector's time).
-WINDOW = int(os.environ.get("CTCM_PTF_WINDOW", "64"))
+WINDOW = int(os.environ.get("CTCM_PTF_WINDOW", "16"))
 ETH_HLEN = 14
 #: Printed failures per replay.
 MAX_SHOWN = 8
@@ -399,6 +399,10 @@ class CtcmTest(BaseTest):
         counter_problems = []
         if final_counters is not None and after is not None:
             counter_problems = counter_diffs(final_counters, after, before, who)
+            got = after.get("packets", 0) - (before or {}).get("packets", 0)
+            if got < final_counters.get("packets", 0):  # the switch never saw them
+                counter_problems.insert(0, f"  {final_counters['packets'] - got} stimuli dropped before {who} "
+                                           f"counted them (its packets counter: {got} of {final_counters['packets']})")
         elif final_counters is not None:
             log.info("%s: the target has no counters to read: counter comparison skipped", name)
         conn_problems = []
