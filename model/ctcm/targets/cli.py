@@ -88,7 +88,7 @@ def add_cli_command(sub) -> None:
                                     "on PATH, else simple_switch; with --log-file simple_switch)")
     r.add_argument("--log-file", help="simple_switch's per-packet log of the replay (the logging build; slower; "
                                       "with several vectors F.NAME each)")
-    r.add_argument("--log-level", default="debug", help="with --log-file: trace, debug, info... (default debug)")
+    r.add_argument("--log-level", default="trace", help="with --log-file: trace (what P4 coverage reads), debug, info... (default trace)")
     r.add_argument("--junit", help="write a JUnit XML report (one test case per vector)")
     r.add_argument("--skip-time-dependent", action="store_true",
                    help="report a vector whose outcome depends on time as skipped instead of an error")

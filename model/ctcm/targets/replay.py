@@ -206,7 +206,7 @@ def _wait_done(switch: Bmv2Switch, want: int, outs: list[str], progress=None) ->
     return seconds, done - t_read, []
 
 
-def replay_bmv2(path: str, *, switch: str | None = None, log_file: str | None = None, log_level: str = "debug",
+def replay_bmv2(path: str, *, switch: str | None = None, log_file: str | None = None, log_level: str = "trace",
                 build: str | None = None, progress=None, wait: int | None = None) -> ReplayResult:
     """Replay one vector file offline on bmv2 (see the module doc). ``progress``:
     (total, desc) -> (update(n), close()) for a progress bar, or None.
