@@ -302,7 +302,9 @@ class CtcmTest(BaseTest):
         reported missing, or late when they come afterwards), never sent again."""
         from collections import deque
 
-        stateful = make_pipeline(self.cfg).touches_state([(s.port, s.frame) for s in steps])
+        ordered = bool(self.ctcm.get("ordered"))  # one socket for every port keeps their order
+        stateful = [False] * len(steps) if ordered else \
+            make_pipeline(self.cfg).touches_state([(s.port, s.frame) for s in steps])
         pending: dict = {}   # (port, bytes) -> deque of stimulus index
         left = [0] * len(steps)
         flight: deque = deque()  # stimulus indices, in send order

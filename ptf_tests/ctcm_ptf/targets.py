@@ -125,9 +125,10 @@ class Bmv2Target:
     name = "bmv2"
 
     def __init__(self, ports: dict[int, str] | None = None, logdir: str | None = None, thrift_port: int = 9090,
-                 json_file: str | None = None):
+                 json_file: str | None = None, packet_in: str | None = None):
         self.ports = ports or {}
         self.logdir = logdir
+        self.packet_in = packet_in  # nanomsg instead of the interfaces (harness --bmv2-io nanomsg)
         self.thrift_port = thrift_port
         self.json_file = json_file
         self.switch = None
@@ -144,7 +145,8 @@ class Bmv2Target:
         level = os.environ.get("CTCM_PTF_SWITCH_LOG", "")  # per-packet trace: slows simple_switch down a lot
         # The interface harness runs the logging-free build when there is one (CTCM_SIMPLE_SWITCH to choose);
         # a log is one file, never rotated (coverage, ctcm coverage --p4-logs, reads all of it).
-        self.switch = Bmv2Switch(self.json_file, self.ports, thrift_port=self.thrift_port,
+        self.switch = Bmv2Switch(self.json_file, {} if self.packet_in else self.ports, thrift_port=self.thrift_port,
+                                 packet_in=self.packet_in,
                                  log_file=os.path.join(self.logdir, f"switch-{tag}.txt") if level else None,
                                  log_level=level or "debug", console=os.path.join(self.logdir, "switch.log"))
         self.thrift = self.switch.start()
@@ -162,7 +164,9 @@ class Bmv2Target:
         return self.switch.pids() if self.switch else []
 
     def params(self) -> dict:
-        return {"target": "bmv2", "thrift_port": self.thrift_port, "json": self.json_file}
+        # ordered: one nanomsg socket keeps the frames' order across ports
+        return {"target": "bmv2", "thrift_port": self.thrift_port, "json": self.json_file,
+                "ordered": bool(self.packet_in)}
 
     # control (both sides)
     def close(self) -> None:

@@ -236,11 +236,14 @@ class Bmv2Switch:
     ``files_wait`` (seconds) it runs in pcap-file mode in ``workdir``
     (``<name>_in.pcap`` read, ``<name>_out.pcap`` written there) after that
     wait. ``log_file``: simple_switch's per-packet log (the logging build),
-    never rotated, at exactly that path once stopped. Its console goes to ``console`` (a path) or is dropped."""
+    never rotated, at exactly that path once stopped. ``packet_in``: a
+    nanomsg address (``ipc://PATH``) that carries the frames of every port
+    instead of interfaces (one socket: their order across ports is kept). Its console goes to ``console`` (a path) or is dropped."""
 
     def __init__(self, json_file: str, ports: dict[int, str], *, switch: str | None = None,
                  thrift_port: int | None = None, workdir: str | None = None, files_wait: int | None = None,
-                 log_file: str | None = None, log_level: str = "debug", console: str | None = None):
+                 log_file: str | None = None, log_level: str = "debug", console: str | None = None,
+                 packet_in: str | None = None):
         if not os.path.isfile(json_file):
             raise TargetError(f"{json_file} is missing: run `make p4` (the P4 program for this geometry)")
         self.json_file = json_file
@@ -251,6 +254,7 @@ class Bmv2Switch:
         self.files_wait = files_wait
         self.log_file, self.log_level = log_file, log_level
         self.console = console
+        self.packet_in = packet_in
         self.device_id = 100 + (os.getpid() * 7 + self.thrift_port) % 60000
         self.proc = None
         self.started = 0.0  # time.monotonic() when started
@@ -263,6 +267,8 @@ class Bmv2Switch:
             cmd += ["--notifications-addr", f"ipc://{os.path.join(os.path.abspath(self.workdir), 'notify.ipc')}"]
         if self.files_wait is not None:
             cmd += ["--use-files", str(self.files_wait)]
+        if self.packet_in:  # frames of every port over one nanomsg socket, in order
+            cmd += ["--packet-in", self.packet_in]
         for p, ifname in sorted(self.ports.items()):
             cmd += ["-i", f"{p}@{ifname}"]
         if self.log_file:  # bmv2 appends .txt to the name it is given
@@ -326,7 +332,8 @@ class Bmv2Switch:
         self.proc = None
         if self.log_file and not self.log_file.endswith(".txt") and os.path.exists(self.log_file + ".txt"):
             os.replace(self.log_file + ".txt", self.log_file)  # the log under the name asked for
-        for f in self.files():
+        files = self.files() + ([self.packet_in[len("ipc://"):]] if (self.packet_in or "").startswith("ipc://") else [])
+        for f in files:
             try:
                 os.unlink(f)
             except FileNotFoundError:
