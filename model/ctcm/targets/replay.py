@@ -167,13 +167,14 @@ def _observed(workdir: str, ports):
         yield port, frame
 
 
-def _wait_done(switch: Bmv2Switch, want: int, outs: list[str], progress=None) -> tuple[float, float, list[str]]:
+def _wait_done(switch: Bmv2Switch, want: int, outs: list[str], t_read: float,
+               progress=None) -> tuple[float, float, list[str]]:
     """Poll until the switch counted ``want`` packets and its outputs are still.
-    Returns (seconds the switch took: from the first poll that saw a packet
-    counted to the one that saw the last, scaled to every packet; an upper
-    bound of its span from its first packet to its last; problems)."""
+    ``t_read``: a time before which it counted none. Returns (seconds the
+    switch took: from the first poll that saw a packet counted to the one that
+    saw the last, scaled to every packet; an upper bound of its span from its
+    first packet to its last; problems)."""
     thrift = switch.thrift
-    t_read = switch.started + switch.files_wait  # the switch reads nothing before
     last, last_change = -1, time.monotonic()
     first = None  # (time, count) of the first poll that saw packets counted
     while True:
@@ -240,6 +241,8 @@ def replay_bmv2(path: str, *, switch: str | None = None, log_file: str | None = 
                 thrift = sw.start()
                 thrift.program(program(cfg))
                 thrift.set_queue_depths()  # bmv2's 64-frame egress queues drop frames of a fast input
+                # it reads nothing before its wait ends, nor (checked) before this read of its counter
+                t_read = max(sw.started + wait, time.monotonic())
                 if thrift.counter(Counter.PACKETS) != 0:  # it read packets before it was programmed
                     sw.stop()
                     if wait >= 8:
@@ -249,7 +252,7 @@ def replay_bmv2(path: str, *, switch: str | None = None, log_file: str | None = 
                     continue
                 bar = progress(want, f"{name}: bmv2") if progress else None
                 try:
-                    seconds, span, problems = _wait_done(sw, want, _outputs(workdir, ports),
+                    seconds, span, problems = _wait_done(sw, want, _outputs(workdir, ports), t_read,
                                                          bar[0] if bar else None)
                 finally:
                     if bar:
