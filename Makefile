@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CTCM   := $(VENV)/bin/ctcm
 STAMP  := $(VENV)/.installed
 
-.PHONY: all setup test vectors docs bench soak clean p4-sources p4 ptf ptf-ci ptf-random coverage rtl rtl-run rtl-lint
+.PHONY: all setup test vectors docs bench soak clean p4-sources p4 p4-fresh ptf ptf-ci ptf-random replay coverage rtl rtl-run rtl-lint
 
 all: vectors
 
@@ -35,14 +35,42 @@ p4-sources: $(STAMP)
 p4: $(STAMP)
 	$(PY) -m ctcm.gen.p4gen --all
 
+# The build of every geometry, remade when p4/ or what generates its includes changed.
+p4-fresh: $(STAMP)
+	@if [ ! -f build/p4/default/ctcm.json ] || \
+	    [ -n "$$(find p4 model/ctcm/spec model/ctcm/gen/p4gen.py -newer build/p4/default/ctcm.json -print -quit)" ]; \
+	then $(MAKE) --no-print-directory p4; fi
+
+# Every test; JUnit XML of each part under build/reports/ (said at the end, pass or fail).
+REPORTS := build/reports
 test: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
-	@$(MAKE) --no-print-directory rtl
-	@$(MAKE) --no-print-directory ptf-ci
+	@mkdir -p $(REPORTS); st=0; \
+	if command -v p4c >/dev/null; then $(MAKE) --no-print-directory p4-fresh || st=1; fi; \
+	$(PY) -m pytest -q --junitxml=$(REPORTS)/pytest.xml $(PYTEST_ARGS) || st=1; \
+	$(MAKE) --no-print-directory rtl || st=1; \
+	$(MAKE) --no-print-directory replay || st=1; \
+	$(MAKE) --no-print-directory ptf-ci || st=1; \
+	echo "JUnit reports: $(REPORTS)/ (pytest.xml, rtl*.xml, replay.xml, ptf/ and ptf-random/<target>-<geometry>/*.xml)"; exit $$st
+
+# Offline replay on bmv2 (pcap files, no root; README "Offline replay"): every committed
+# vector the model finds time-independent, two random 100,000-packet p4-mode vectors
+# (vectors/random/*.yaml) and the PTF suite's two 10,000-packet ones (ptf_tests/random/:
+# the offline rate beside the live one), built from their seeds into build/replay/.
+replay: $(STAMP)
+	@missing=""; for t in p4c simple_switch; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "offline replay on bmv2 skipped: not installed:$$missing (p4c and bmv2: see p4/README.md, Toolchain)"; \
+	  if [ "$${CTCM_REQUIRE_BMV2:-0}" = 1 ]; then echo "CTCM_REQUIRE_BMV2=1: a skipped bmv2 run is a failure"; exit 1; fi; \
+	  exit 0; fi; \
+	$(MAKE) --no-print-directory p4-fresh && mkdir -p $(REPORTS) && \
+	$(CTCM) vectors --quiet --out build/replay vectors/random/*.yaml ptf_tests/random/*.yaml && \
+	$(CTCM) replay --quiet --skip-time-dependent --junit $(REPORTS)/replay.xml vectors/*.yaml build/replay/*.yaml
 
 # The PTF suite (ptf_tests/, README "PTF suite"): make ptf TARGET=model|bmv2|device
 # [TESTS="ActiveOpenCnp Vector_.*"] [PTF_PARAMS=corrupt_cnp_qpn=1] [PORTMAP=1=eth1,2=eth2] (root).
 TARGET ?= model
+# JUnit XML of make ptf: build/reports/$(XUNIT)/<target>-<geometry>/
+XUNIT ?= ptf
 PTF_STAMP := $(VENV)/.ptf-installed
 PTF_VERSION := 0.12.0
 $(PTF_STAMP): $(STAMP)
@@ -51,11 +79,10 @@ $(PTF_STAMP): $(STAMP)
 	touch $(PTF_STAMP)
 
 ptf: $(PTF_STAMP)
-	@if [ "$(TARGET)" = bmv2 ] && { [ ! -f build/p4/default/ctcm.json ] || \
-	    [ -n "$$(find p4 model/ctcm/spec model/ctcm/gen/p4gen.py -newer build/p4/default/ctcm.json -print -quit)" ]; }; \
-	then $(MAKE) --no-print-directory p4; fi
+	@if [ "$(TARGET)" = bmv2 ]; then $(MAKE) --no-print-directory p4-fresh; fi
 	cd ptf_tests && ../$(PY) -m ctcm_ptf.harness --target $(TARGET) $(if $(TESTS),--tests $(TESTS)) \
-	    $(if $(PTF_PARAMS),--params "$(PTF_PARAMS)") $(if $(PORTMAP),--portmap "$(PORTMAP)")
+	    $(if $(PTF_PARAMS),--params "$(PTF_PARAMS)") $(if $(PORTMAP),--portmap "$(PORTMAP)") \
+	    --xunit-dir $(CURDIR)/$(REPORTS)/$(XUNIT)
 
 # make test's PTF part: the model switch, then bmv2 when p4c and simple_switch are
 # installed (one line says what is missing; CTCM_REQUIRE_BMV2=1 never skips it).
@@ -83,7 +110,8 @@ ptf-ci: $(PTF_STAMP)
 # table pressure), built from their seeds into build/ptf/random/ and replayed on TARGET.
 ptf-random: $(PTF_STAMP)
 	$(CTCM) vectors --quiet --out build/ptf/random ptf_tests/random/*.yaml
-	CTCM_PTF_VECTORS=$(CURDIR)/build/ptf/random $(MAKE) --no-print-directory ptf TARGET=$(TARGET) TESTS="Vector_.*"
+	CTCM_PTF_VECTORS=$(CURDIR)/build/ptf/random $(MAKE) --no-print-directory ptf TARGET=$(TARGET) TESTS="Vector_.*" \
+	    XUNIT=ptf-random
 
 # Coverage (docs/coverage.md): build/coverage/coverage.{txt,json,html}. Functional coverage of
 # the committed vectors on the model, checked against vectors/coverage/baseline.json; with root,

@@ -31,6 +31,7 @@ from ctcm.io.pcapio import LINK_TYPES, CaptureError, CaptureReader, atomic_write
 from ctcm.stimulus.scenario import MAX_TIME_US
 from ctcm.dataplane.pipeline import Pipeline
 from ctcm.stimulus.scenario import ScenarioError
+from ctcm.targets.cli import add_cli_command as add_replay
 from ctcm.vectors.cli import add_cli_commands
 from ctcm.coverage.cli import add_cli_command as add_coverage
 
@@ -371,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_cli_commands(sub)
     add_compare(sub)
     add_coverage(sub)
+    add_replay(sub)
     return ap
 
 

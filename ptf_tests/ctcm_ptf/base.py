@@ -12,15 +12,21 @@ field-level diffs); a replay test does the same with a committed golden vector.
 
 Replay rules (see the README's PTF section):
 
-* one stimulus at a time: send it, then wait for as many frames as the model
-  expects (any port) before sending the next, so simple_switch never sees a
-  burst; a stimulus the model drops is followed by a short quiet wait;
-* the vector's time is kept: stimulus k is not sent before start + t_us(k)
-  (it is sent later when the target is slower than the vector);
-* a missing frame is a failure, never retried; after the last stimulus a
-  quiet period catches late extras;
+* when the model says the outcome does not depend on time
+  (:func:`ctcm.vectors.timing.time_dependence`), the replay is windowed: up
+  to WINDOW stimuli in flight, sent as fast as that allows, order between
+  ports kept for the packets that touch state; all outputs are compared per
+  port with the oracle (:func:`ctcm.oracle.compare.compare`);
+* otherwise one stimulus at a time: send it, then wait for as many frames as
+  the model expects (any port) before sending the next; the vector's time is
+  kept: stimulus k is not sent before start + t_us(k) (later when the target
+  is slower than the vector); each stimulus' outputs are compared;
+* a missing frame is a failure, never retried (a frame that comes after its
+  stimulus was given up is reported late); after the last stimulus a quiet
+  period catches late extras;
 * then the counters the target reports are compared with the model's final
-  counters (targets without a control plane skip this, with a log line).
+  counters and its connection table with the model's (targets without a
+  control plane skip this, with a log line).
 
 Test parameters (``make ptf PTF_PARAMS=...``): ``corrupt_cnp_qpn=1`` (or
 env ``CTCM_PTF_CORRUPT_CNP_QPN=1``) flips one bit of the destination QPN of
@@ -38,12 +44,14 @@ import ptf
 import ptf.testutils as testutils
 from ptf.base_tests import BaseTest
 
-from ctcm.oracle.compare import compare_outputs
 from ctcm.dataplane.packet import decode
+from ctcm.oracle.compare import Expected, compare, compare_outputs
 from ctcm.stimulus.scenario import compile_scenario, parse_scenario
+from ctcm.targets.program import counter_diffs, table_diffs
 from ctcm.vectors.run import run_stimulus
+from ctcm.vectors.timing import time_dependence
 
-from .modelutil import IPV6_UNREADABLE, conn_key, make_pipeline, config_for, dest_qpn, flip_cnp_qpn, is_cnp
+from .modelutil import make_pipeline, config_for, dest_qpn, flip_cnp_qpn, is_cnp
 from .targets import attach
 
 log = logging.getLogger("ctcm")
@@ -53,6 +61,8 @@ OUTPUT_TIMEOUT = float(os.environ.get("CTCM_PTF_TIMEOUT", "1.0"))
 QUIET = float(os.environ.get("CTCM_PTF_QUIET", "0.05"))
 END_QUIET = float(os.environ.get("CTCM_PTF_END_QUIET", "0.2"))
 GRACE = float(os.environ.get("CTCM_PTF_GRACE", "0.02"))
+#: Stimuli in flight in a windowed replay (1: always one at a time at the vector's time).
+WINDOW = int(os.environ.get("CTCM_PTF_WINDOW", "16"))
 ETH_HLEN = 14
 #: Printed failures per replay.
 MAX_SHOWN = 8
@@ -88,6 +98,10 @@ class ReplayResult:
     late_extras: list = field(default_factory=list)
     seconds: float = 0.0
     max_late_ms: float = 0.0
+    window_observed: list = field(default_factory=list)  # windowed: every output, in arrival order
+    late: list = field(default_factory=list)  # windowed: (stimulus id, frame) that came after a timeout
+    timeouts: int = 0
+    order_waits: int = 0  # windowed: times a stimulus waited for the ports' order
 
     @property
     def rate(self) -> float:
@@ -124,6 +138,7 @@ class CtcmTest(BaseTest):
 
     options: dict = {}
     ports: dict = {"host": 1, "net": 2}
+    _max_span: int | None = None
 
     @classmethod
     def config(cls):
@@ -137,6 +152,9 @@ class CtcmTest(BaseTest):
     def setUp(self):
         BaseTest.setUp(self)
         self.dataplane = ptf.dataplane_instance
+        # The harness captures every port (portN.pcap): ptf's own copy of the frames it
+        # receives would only slow its receive thread down.
+        self.dataplane.stop_pcap()
         self.tparams = testutils.test_params_get() or {}
         self.ctcm = dict(self.tparams.get("ctcm") or {"target": "device"})
         self.target = attach(self.ctcm)
@@ -241,27 +259,25 @@ class CtcmTest(BaseTest):
         return run_stimulus(sc.name, sc.description, sc.options, sc.ports, stim, cps)
 
     # -- replay ----------------------------------------------------------------------------
-    def replay(self, steps: list[Step], final_counters: dict | None, name: str,
-               final_connections: list | None = None) -> ReplayResult:
-        """Send every step (keeping the vector's time), compare each stimulus' outputs
-        and then the counters; fails the test with the oracle's report."""
-        if self.corrupt:
-            steps = [Step(s.id, s.t_us, s.port, s.frame,
-                          [(p, flip_cnp_qpn(b) if is_cnp(b) else b) for p, b in s.expect], s.note, s.summary)
-                     for s in steps]
-        res = ReplayResult(steps)
-        self.dataplane.flush()
-        before = self.counters()
+    def window(self, steps: list[Step], name: str) -> int:
+        """How many stimuli may be in flight: WINDOW when the model says the
+        outcome does not depend on time (:func:`ctcm.vectors.timing.time_dependence`),
+        else 0 (one at a time, at the vector's time)."""
+        if WINDOW <= 1 or not steps:
+            return 0
+        verdict = time_dependence(self.cfg, ((s.port, s.t_us, s.frame) for s in steps))
+        if not verdict.independent:
+            log.info("%s: one stimulus at a time at its vector time: %s", name, verdict.line(name))
+            return 0
+        self._max_span = verdict.max_span
+        return WINDOW
+
+    def _send_paced(self, steps: list[Step], res: ReplayResult) -> None:
+        """One stimulus at a time, never before start + t_us; each one's outputs collected."""
         t0 = time.monotonic()
         first = steps[0].t_us if steps else 0
         timeouts = 0
-        skipped = []
         for s in steps:
-            if len(s.frame) < ETH_HLEN:
-                # No Ethernet interface can send a frame shorter than its header.
-                skipped.append(s)
-                res.observed[s.id] = None
-                continue
             due = t0 + (s.t_us - first) / 1e6
             now = time.monotonic()
             if due > now:
@@ -273,20 +289,172 @@ class CtcmTest(BaseTest):
             if not complete:
                 timeouts += 1
             res.observed[s.id] = got
+
+    def _send_windowed(self, steps: list[Step], window: int, res: ReplayResult) -> None:
+        """Up to ``window`` stimuli in flight, sent as fast as that allows. A stimulus
+        is in flight until its expected outputs came (one expecting none: until an
+        output of a later stimulus came, the switch working in order). Order
+        between ports is not kept by the interfaces, so a stimulus that reads or
+        changes state (:meth:`Pipeline.touches_state`) waits for the stimuli in
+        flight on other ports, and any stimulus waits for such stimuli there.
+        Outputs are kept per port for the oracle. With nothing coming for
+        OUTPUT_TIMEOUT the stimuli in flight are given up (their frames are
+        reported missing, or late when they come afterwards), never sent again."""
+        from collections import deque
+
+        ordered = bool(self.ctcm.get("ordered"))  # one socket for every port keeps their order
+        stateful = [False] * len(steps) if ordered else \
+            make_pipeline(self.cfg).touches_state([(s.port, s.frame) for s in steps])
+        pending: dict = {}   # (port, bytes) -> deque of stimulus index
+        left = [0] * len(steps)
+        flight: deque = deque()  # stimulus indices, in send order
+        given_up: set = set()
+        got = res.window_observed
+        i = 0
+        poll = self.dataplane.poll
+        failure = self.dataplane.PollFailure
+
+        def may_send(i):
+            if len(flight) >= window:
+                return False
+            port, st = steps[i].port, stateful[i]
+            if any(steps[x].port != port and (st or stateful[x]) for x in flight):
+                res.order_waits += 1
+                return False
+            return True
+
+        while i < len(steps) or flight:
+            if i < len(steps) and may_send(i):
+                s = steps[i]
+                for k in s.expect:
+                    pending.setdefault(k, deque()).append(i)
+                left[i] = len(s.expect)
+                flight.append(i)
+                self.send(s.port, s.frame)
+                i += 1
+                r = poll(device_number=0, port_number=None, timeout=0)
+                if isinstance(r, failure) or r.packet is None:
+                    continue
+            else:
+                # only stimuli expecting nothing in flight: a quiet wait is enough
+                waiting = any(left[x] for x in flight)
+                r = poll(device_number=0, port_number=None, timeout=OUTPUT_TIMEOUT if waiting else QUIET)
+                if isinstance(r, failure) or r.packet is None:
+                    if waiting:
+                        res.timeouts += 1
+                        given_up.update(flight)
+                    flight.clear()
+                    continue
+            frame = (r.port, bytes(r.packet))
+            got.append(frame)
+            q = pending.get(frame)
+            if not q:
+                continue
+            j = q.popleft()
+            if not q:
+                del pending[frame]
+            if j in given_up:
+                res.late.append((steps[j].id, frame))
+                continue
+            left[j] -= 1
+            while flight and (left[flight[0]] == 0 and (steps[flight[0]].expect or flight[0] < j)):
+                flight.popleft()
+
+    def replay(self, steps: list[Step], final_counters: dict | None, name: str,
+               final_connections: list | None = None) -> ReplayResult:
+        """Send every step (windowed when the model says time does not matter, else
+        at the vector's time), compare the outputs with the oracle, then the
+        counters and the connection table; fails the test with the oracle's report."""
+        if self.corrupt:
+            steps = [Step(s.id, s.t_us, s.port, s.frame,
+                          [(p, flip_cnp_qpn(b) if is_cnp(b) else b) for p, b in s.expect], s.note, s.summary)
+                     for s in steps]
+        res = ReplayResult(steps)
+        # No Ethernet interface can send a frame shorter than its header.
+        skipped = [s for s in steps if len(s.frame) < ETH_HLEN]
+        sent = [s for s in steps if len(s.frame) >= ETH_HLEN]
+        window = self.window(steps, name)
+        self.dataplane.flush()
+        before = self.counters()
+        t0 = time.monotonic()
+        if window:
+            self._send_windowed(sent, window, res)
+        else:
+            self._send_paced(sent, res)
         res.seconds = time.monotonic() - t0
         res.late_extras = self.drain(END_QUIET)
         if skipped:
             log.info("%s: %d stimuli shorter than an Ethernet header cannot be sent on an interface: "
                      "skipped (ids %s); expected counters and connections from the model on the others",
                      name, len(skipped), ", ".join(str(s.id) for s in skipped))
-            snap = model_snapshot(self.cfg, [s for s in steps if res.observed[s.id] is not None])
+            snap = model_snapshot(self.cfg, sent)
             if final_counters is not None:
                 final_counters = snap["counters"]
             if final_connections is not None:
                 final_connections = snap["connections"]
+        if window:
+            self._compare_windowed(sent, res)
+        else:
+            self._compare_paced(sent, res)
+        after = self.counters()
+        who = self.ctcm["target"]
+        counter_problems = []
+        if final_counters is not None and after is not None:
+            counter_problems = counter_diffs(final_counters, after, before, who)
+            got = after.get("packets", 0) - (before or {}).get("packets", 0)
+            if got < final_counters.get("packets", 0):  # the switch never saw them
+                counter_problems.insert(0, f"  {final_counters['packets'] - got} stimuli dropped before {who} "
+                                           f"counted them (its packets counter: {got} of {final_counters['packets']})")
+        elif final_counters is not None:
+            log.info("%s: the target has no counters to read: counter comparison skipped", name)
+        conn_problems = []
+        if final_connections is not None:
+            got_conns = self.target.connections()
+            if got_conns is None:
+                log.info("%s: the target's connection table cannot be read: not compared", name)
+            else:
+                conn_problems, blind = table_diffs(final_connections, got_conns, MAX_SHOWN)
+                if blind:
+                    log.info("%s: IPv6 remote IPs are not readable from this target: compared without them", name)
+        how = f"window {window} ({res.order_waits} waits for order between ports)" if window else f"one at a time, latest send {res.max_late_ms:.1f} ms after its time"
+        msg = f"{name}: {len(steps)} stimuli in {res.seconds:.2f} s ({res.rate:.0f} pkt/s), {how}"
+        log.info(msg)
+        self._record_rate(name, res, window)
+        problems = []
+        if window and res.late:
+            problems.append(f"{len(res.late)} frame(s) came late (after {OUTPUT_TIMEOUT:g} s without output "
+                            f"their stimuli were given up): stimuli "
+                            + ", ".join(str(sid) for sid, _f in res.late[:MAX_SHOWN]))
+        if window and self._max_span is not None and res.seconds * 1e6 >= self._max_span:
+            waited = f" ({res.timeouts} wait(s) of {OUTPUT_TIMEOUT:g} s for missing frames)" if res.timeouts else ""
+            problems.append(f"the replay took {res.seconds:.2f} s{waited}, not less than the shortest timer "
+                            f"({self._max_span / 1e6:g} s): its outcome may depend on time")
+        if res.failures:
+            if window:  # one entry per port, then the oracle's verdict
+                problems.append(f"{len(res.failures) - 1} port(s) differ from the model:")
+                problems += res.failures
+            else:
+                problems.append(f"{len(res.failures)} stimuli differ from the model:")
+                problems += res.failures[:MAX_SHOWN]
+                if len(res.failures) > MAX_SHOWN:
+                    problems.append(f"... and {len(res.failures) - MAX_SHOWN} more")
+        if res.late_extras:
+            problems.append(f"{len(res.late_extras)} frame(s) after the last stimulus:")
+            problems += [f"  port {p}: {decode(b).summary()}" for p, b in res.late_extras[:MAX_SHOWN]]
+        if counter_problems:
+            problems.append("counters differ from the model's final counters:")
+            problems += counter_problems
+        if conn_problems:
+            problems.append("connection table differs from the model's final connections "
+                            "(opened_by state local_id remote_ip remote_id local_qpn remote_qpn flow):")
+            problems += conn_problems
+        if problems:
+            self.fail(msg + "\n" + "\n".join(problems))
+        return res
+
+    def _compare_paced(self, steps: list[Step], res: ReplayResult) -> None:
+        """Each stimulus' outputs with the oracle (field-level diffs)."""
         for s in steps:
-            if res.observed[s.id] is None:
-                continue
             rep = compare_outputs(s.expect, res.observed[s.id])
             for m in rep.mismatches:
                 if m.expected is not None:
@@ -297,74 +465,38 @@ class CtcmTest(BaseTest):
                     head += f"  [{s.note}]"
                 body = "\n".join("  " + line for line in rep.format().splitlines())
                 res.failures.append(head + "\n" + body)
-        after = self.counters()
-        counter_diffs = []
-        if final_counters is not None and after is not None:
-            for k in sorted(final_counters):
-                got = after.get(k, 0) - (before or {}).get(k, 0)
-                if got != final_counters[k]:
-                    counter_diffs.append(f"  {k}: expected {final_counters[k]}, {self.ctcm['target']} {got}")
-            extra = sorted(k for k in after if k not in final_counters and after[k] != (before or {}).get(k, 0))
-            for k in extra:
-                counter_diffs.append(f"  {k}: not in the model's counters, {self.ctcm['target']} counted "
-                                     f"{after[k] - (before or {}).get(k, 0)}")
-        elif final_counters is not None:
-            log.info("%s: the target has no counters to read: counter comparison skipped", name)
-        conn_diffs = []
-        if final_connections is not None:
-            got_conns = self.target.connections()
-            if got_conns is None:
-                log.info("%s: the target's connection table cannot be read: not compared", name)
-            else:
-                if any(r["remote_ip"] == IPV6_UNREADABLE for r in got_conns):
-                    final_connections = [dict(r, remote_ip=IPV6_UNREADABLE) if ":" in str(r["remote_ip"]) else r
-                                         for r in final_connections]
-                    log.info("%s: IPv6 remote IPs are not readable from this target: compared without them", name)
-                want = sorted(map(conn_key, final_connections))
-                have = sorted(map(conn_key, got_conns))
-                if want != have:
-                    w, h = list(want), list(have)
-                    for k in list(w):
-                        if k in h:
-                            w.remove(k)
-                            h.remove(k)
-                    conn_diffs = ([f"  missing: {' '.join(k)}" for k in w[:MAX_SHOWN]] +
-                                  [f"  extra:   {' '.join(k)}" for k in h[:MAX_SHOWN]])
-        msg = (f"{name}: {len(steps)} stimuli in {res.seconds:.2f} s ({res.rate:.0f} pkt/s), "
-               f"latest send {res.max_late_ms:.1f} ms after its time")
-        log.info(msg)
-        self._record_rate(name, res)
-        problems = []
-        if res.failures:
-            problems.append(f"{len(res.failures)} of {len(steps)} stimuli differ from the model:")
-            problems += res.failures[:MAX_SHOWN]
-            if len(res.failures) > MAX_SHOWN:
-                problems.append(f"... and {len(res.failures) - MAX_SHOWN} more")
-        if res.late_extras:
-            problems.append(f"{len(res.late_extras)} frame(s) after the last stimulus:")
-            problems += [f"  port {p}: {decode(b).summary()}" for p, b in res.late_extras[:MAX_SHOWN]]
-        if counter_diffs:
-            problems.append("counters differ from the model's final counters:")
-            problems += counter_diffs
-        if conn_diffs:
-            problems.append("connection table differs from the model's final connections "
-                            "(opened_by state local_id remote_ip remote_id local_qpn remote_qpn flow):")
-            problems += conn_diffs
-        if problems:
-            self.fail(msg + "\n" + "\n".join(problems))
-        return res
+
+    def _compare_windowed(self, steps: list[Step], res: ReplayResult) -> None:
+        """Every output with the oracle, per port in order (dropped frames are missing)."""
+        exp: dict = {}
+        for s in steps:
+            for k, (port, frame) in enumerate(s.expect, 1):
+                exp.setdefault(port, []).append(Expected(s.id, k, bytes(frame)))
+        obs: dict = {}
+        for port, frame in res.window_observed:
+            obs.setdefault(port, []).append(frame)
+        rep = compare(exp, obs)
+        if not rep.ok:
+            by_port: dict = {}
+            for m in rep.mismatches:
+                by_port.setdefault(m.port, []).append(m)
+            for port, ms in sorted(by_port.items()):
+                body = "\n".join("  " + m.format().replace("\n", "\n  ") for m in ms[:MAX_SHOWN])
+                res.failures.append(f"port {port}: {len(ms)} mismatch(es)\n{body}")
+            res.failures.append(rep.verdict())
 
     def replay_vector(self, vec, name: str | None = None) -> ReplayResult:
         """Replay a model run (:meth:`model`) and compare with it."""
         return self.replay(steps_from_vector(vec), vec.final.get("counters"), name or type(self).__name__,
                            vec.final.get("connections"))
 
-    def _record_rate(self, name: str, res: ReplayResult) -> None:
+    def _record_rate(self, name: str, res: ReplayResult, window: int = 0) -> None:
         d = self.ctcm.get("logdir")
         if not d:
             return
         with open(os.path.join(d, "replay-rates.tsv"), "a") as f:
-            f.write(f"{name}\t{len(res.steps)}\t{res.seconds:.3f}\t{res.rate:.0f}\t{res.max_late_ms:.1f}\n")
+            f.write(f"{name}\t{len(res.steps)}\t{res.seconds:.3f}\t{res.rate:.0f}\t{res.max_late_ms:.1f}\t"
+                    f"{window}\t{len(res.late)}\n")
 
     # -- expectations about the model's own outputs (the test means what it says) ---------------
     def assert_cnps(self, vec, wanted: dict) -> None:

@@ -231,7 +231,12 @@ class Run:
         cls = TARGETS[self.target_name]
         for tag, tests in groups.items():
             cfg = group_config(tag, tests)
-            self.target = cls(sw_ifaces, self.logdir) if self.target_name != "device" else cls()
+            nn = self.target_name == "bmv2" and self.a.bmv2_io == "nanomsg"
+            addr = f"ipc://{os.path.join(self.logdir, 'bmv2-packets.ipc')}" if nn else None
+            if nn:
+                self.target = cls(sw_ifaces, self.logdir, packet_in=addr)
+            else:
+                self.target = cls(sw_ifaces, self.logdir) if self.target_name != "device" else cls()
             t0 = time.monotonic()
             self.log(f"geometry {tag}: starting {self.target_name}")
             try:
@@ -247,9 +252,20 @@ class Run:
                 tp += ";" + self.a.params
             cmd = [shutil.which("ptf", path=os.path.dirname(sys.executable)) or "ptf",
                    "--test-dir", TEST_DIR, "--log-file", os.path.join(self.logdir, f"ptf-{tag}.log"),
-                   "--test-params", tp, "--socket-recv-size", "65536"]
-            for p, i in sorted(test_ifaces.items()):
-                cmd += ["--interface", f"0-{p}@{i}"]
+                   "--test-params", tp, "--socket-recv-size", "65536",
+                   # ptf drops the oldest frame of a port holding more than qlen: never here
+                   "--qlen", "1000000",
+                   # ptf's debug level logs every frame it receives (slow): info unless asked
+                   "--debug", os.environ.get("CTCM_PTF_DEBUG", "info")]
+            if nn:  # ptf's nanomsg platform: every port over the switch's packet-in socket
+                cmd += ["--platform", "nn", "--device-socket",
+                        f"0-{{{','.join(str(p) for p in sorted(test_ifaces))}}}@{addr}"]
+            else:
+                for p, i in sorted(test_ifaces.items()):
+                    cmd += ["--interface", f"0-{p}@{i}"]
+            if self.a.xunit_dir:  # JUnit XML; ptf empties the directory it is given: one per run and group
+                name = f"{os.path.basename(self.logdir)}-{tag}"
+                cmd += ["--xunit", "--xunit-dir", os.path.join(os.path.abspath(self.a.xunit_dir), name)]
             cmd += tests
             out_path = os.path.join(self.logdir, f"ptf-{tag}.out")
             with open(out_path, "w") as out:
@@ -260,7 +276,7 @@ class Run:
                 for line in p.stdout:
                     out.write(line)
                     text.append(line)
-                    if self.a.verbose or re.search(r"\.\.\. (ok|FAIL|ERROR|skipped)", line):
+                    if self.a.verbose or re.search(r"\.\.\. (ok|OK|FAIL|ERROR|skipped|SKIP)", line):
                         print("  " + line.rstrip(), flush=True)
                 p.wait()
             self.procs.remove(p)
@@ -297,6 +313,11 @@ def main(argv=None) -> int:
                     help='extra ptf test parameters, e.g. "corrupt_cnp_qpn=1"')
     ap.add_argument("--portmap", default=os.environ.get("PORTMAP", ""), help="device: 1=IFACE,2=IFACE[,3=IFACE]")
     ap.add_argument("--logdir")
+    ap.add_argument("--bmv2-io", choices=("veth", "nanomsg"), default=os.environ.get("CTCM_PTF_BMV2_IO", "veth"),
+                    help="bmv2's ports: the namespace's veths (default) or one nanomsg socket (keeps the "
+                         "order across ports: no waits in a windowed replay; no per-port capture)")
+    ap.add_argument("--xunit-dir", default=os.environ.get("CTCM_PTF_XUNIT", ""),
+                    help="write JUnit XML (ptf --xunit) into DIR/<logdir name>-<geometry>/")
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args(argv)
     if os.geteuid() != 0:
@@ -333,7 +354,7 @@ def main(argv=None) -> int:
         best = None
         with open(rates) as f:
             for line in f:
-                name, n, secs, rate, _late = line.rstrip("\n").split("\t")
+                name, n, secs, rate = line.rstrip("\n").split("\t")[:4]
                 if best is None or int(n) > best[1]:
                     best = (name, int(n), float(secs), rate)
         if best:

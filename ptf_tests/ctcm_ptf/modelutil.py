@@ -15,7 +15,7 @@ import os
 from ctcm.dataplane.config import Config, load_config
 from ctcm.dataplane.packet import ROCE, classify
 from ctcm.dataplane.icrc import icrc_bytes
-from ctcm.spec import OPCODE_CNP, Counter, Geometry
+from ctcm.spec import OPCODE_CNP, Geometry
 
 REPO = os.path.normpath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))
 DEFAULT_CONFIG = os.path.join(REPO, "p4", "config.yaml")
@@ -60,11 +60,6 @@ def outputs_of(r) -> list:
     return list(r.outputs if hasattr(r, "outputs") else r)
 
 
-def counter_keys() -> dict[int, str]:
-    """P4 counter index -> snapshot key."""
-    return {int(c): c.key for c in Counter}
-
-
 def is_cnp(frame: bytes) -> bool:
     p = classify(frame)
     return p.kind == ROCE and frame[p.bth] == OPCODE_CNP
@@ -84,34 +79,3 @@ def dest_qpn(frame: bytes) -> int:
     """BTH destination QPN of a RoCE frame."""
     p = classify(frame)
     return int.from_bytes(frame[p.bth + 5:p.bth + 8], "big")
-
-
-#: What a remote IP that a target cannot report reads as (bmv2's Thrift API reads
-#: registers as i64: a 128-bit IPv6 address above 2^63 comes back saturated).
-IPV6_UNREADABLE = "(IPv6: not readable)"
-
-
-def conn_row(state: int, flags: int, lid: int, rid: int, lqpn: int, rqpn: int, ip16: bytes) -> dict:
-    """One connection as the model's snapshot shows it, without ``since_us`` (the
-    target's clock is not the vector's)."""
-    import ipaddress
-
-    from ctcm.spec import Flag, State
-
-    a = ipaddress.IPv6Address(bytes(ip16)) if ip16 is not None else IPV6_UNREADABLE
-    return {
-        "opened_by": "network" if flags & Flag.PASSIVE else "host",
-        "state": State(state).name,
-        "local_comm_id": f"{lid:#010x}" if flags & Flag.LID else "-",
-        "remote_ip": a if ip16 is None else str(a.ipv4_mapped or a),
-        "remote_comm_id": f"{rid:#010x}" if flags & Flag.RID else "-",
-        "local_qpn": f"{lqpn:#08x}",
-        "remote_qpn": f"{rqpn:#08x}",
-        "flow": bool(flags & Flag.FLOW),
-    }
-
-
-def conn_key(row: dict) -> tuple:
-    """A snapshot connection row as a comparable tuple (``since_us`` left out)."""
-    return tuple(str(row.get(k)) for k in ("opened_by", "state", "local_comm_id", "remote_ip", "remote_comm_id",
-                                            "local_qpn", "remote_qpn", "flow"))

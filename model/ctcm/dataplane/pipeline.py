@@ -162,15 +162,13 @@ class Pipeline:
         with gc_paused():
             return self._process_batch_arrays(stimulus)
 
-    def _process_batch_arrays(self, stimulus) -> "BatchOutput":
-        items = stimulus if isinstance(stimulus, list) else list(stimulus)
-        n = len(items)
-        if n == 0:
-            return BatchOutput([], np.zeros(0, np.int64), {})
+    def _split(self, items: list):
+        """Classify a batch and split it: (frames, classification, egress, known
+        port, kind, ``slow``: the packets that read or change state)."""
         frames = list(map(_second, items))
         if self._scratch is None:
             self._scratch = Scratch()
-        res = classify_batch(frames, self._scratch)  # res is used in this call only
+        res = classify_batch(frames, self._scratch)  # res is used in the caller's call only
         egress, known, host = self._port_arrays(list(map(_first, items)))
         kind = res.kind
         slow = known & (kind == CM)
@@ -183,6 +181,23 @@ class Pipeline:
             ecn = np.where(res.ip_version[cand] == 4, tos & 3, (tos >> 4) & 3)
             opcode = res.byte(cand, np.where(inside, bth, 0))
             slow[cand[~inside | ((ecn == ECN_CE) & (opcode != OPCODE_CNP))]] = True
+        return frames, res, egress, known, kind, slow
+
+    def touches_state(self, items) -> list[bool]:
+        """Per (port, frame, ...) item: whether the packet reads or changes the
+        pipeline's state (CM MADs from a mapped port, CE RoCE data from a
+        host-side port that is not a CNP): the packets whose order matters."""
+        items = items if isinstance(items, list) else list(items)
+        if not items:
+            return []
+        return self._split(items)[-1].tolist()
+
+    def _process_batch_arrays(self, stimulus) -> "BatchOutput":
+        items = stimulus if isinstance(stimulus, list) else list(stimulus)
+        n = len(items)
+        if n == 0:
+            return BatchOutput([], np.zeros(0, np.int64), {})
+        frames, res, egress, known, kind, slow = self._split(items)
         # Counters of the packets that stay on the vector path.
         fast = ~slow
         fwd = fast & known

@@ -113,10 +113,13 @@ class CaptureReader:
     interface blocks are read; packets of interfaces whose link type is not
     in :data:`LINK_TYPES` are skipped and counted in ``skipped`` (a pcap
     file of such a link type is refused). Damage is a :class:`CaptureError`
-    naming the byte offset."""
+    naming the byte offset. ``linktype``: read a pcap file's packets as this
+    link type whatever its header says (bmv2's pcap-file mode writes 0 for
+    Ethernet)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, linktype: int | None = None):
         self.path = path
+        self.linktype = linktype
         try:
             self.f = open(path, "rb")  # noqa: SIM115 (closed by close())
         except OSError as e:
@@ -156,6 +159,8 @@ class CaptureReader:
         if len(rest) < 20:
             raise CaptureError(f"{path}: truncated pcap file header")
         linktype = struct.unpack_from(e + "I", rest, 16)[0] & 0x0FFFFFFF
+        if self.linktype is not None:
+            linktype = self.linktype
         if linktype not in LINK_TYPES:
             raise CaptureError(f"{path}: link type {linktype} is not one this tool reads "
                                f"(Ethernet, Linux cooked SLL/SLL2, raw IP)")

@@ -269,3 +269,18 @@ def test_warnings_host_never_seen_iface_out_of_range_time_backwards(tmp_path, ca
     assert code == 0 and err.splitlines() == [
         f"ctcm compare: warning: --port 1 ignored: {os.path.join(ROOT, 'vectors', 'ce-data.expected.pcapng')} has 2 "
         "interfaces (each is named p<port>, or give --port-map)"]
+
+
+def test_linktype_override_reads_bmv2_output_pcaps(tmp_path):
+    # bmv2's pcap-file mode writes Ethernet frames under link type 0 (and snaplen 0).
+    fs = frames(3)
+    raw = bytearray(pcap_bytes([(i, 0, f) for i, f in enumerate(fs)]))
+    raw[16:24] = struct.pack("<II", 0, 0)  # snaplen 0, link type 0
+    p = tmp_path / "p1_out.pcap"
+    p.write_bytes(bytes(raw))
+    with pytest.raises(CaptureError, match="link type 0"):
+        read_capture(str(p))
+    from ctcm.io.pcapio import LINKTYPE_ETHERNET, CaptureReader
+
+    with CaptureReader(str(p), linktype=LINKTYPE_ETHERNET) as r:
+        assert [bytes(Ether(f)) for _ts, _i, f, _w in r] == [bytes(Ether(f)) for f in fs]

@@ -1,0 +1,58 @@
+"""What a target is programmed with (ctcm.targets.program) against p4/README.md's
+control-plane contract, written out by hand here:
+
+    table_add CtcmIngress.port_map CtcmIngress.set_peer h => n 1 h+1
+    table_add CtcmIngress.port_map CtcmIngress.set_peer n => h 0 0
+    mirroring_add h+1 h
+    table_set_default CtcmIngress.options CtcmIngress.set_options TIMEWAIT_US CNP_INTERVAL_US
+"""
+
+from __future__ import annotations
+
+from ctcm.dataplane.config import Config
+from ctcm.spec import Counter
+from ctcm.targets.program import (IPV6_UNREADABLE, PortEntry, counter_diffs, counter_keys, program,
+                                  table_diffs)
+
+
+def test_program_of_two_port_pairs():
+    prog = program(Config(port_pairs=((1, 2), (5, 6)), timewait_us=300, cnp_interval_us=7))
+    assert set(prog.port_map) == {PortEntry(1, 2, 1, 2), PortEntry(2, 1, 0, 0),
+                                  PortEntry(5, 6, 1, 6), PortEntry(6, 5, 0, 0)}
+    assert PortEntry(1, 2, 1, 2).action_args == [2, 1, 2]
+    assert set(prog.mirror_sessions) == {(2, 1), (6, 5)}
+    assert prog.options == (300, 7)
+
+
+def test_counter_keys_are_the_p4_indices():
+    keys = counter_keys()
+    assert keys[0] == "packets" and keys[int(Counter.CNP_SENT)] == "cnp_sent"
+    assert len(keys) == len(Counter)
+
+
+ROW = {"opened_by": "host", "state": "ESTABLISHED", "local_comm_id": "0x00000001", "remote_ip": "10.0.0.2",
+       "remote_comm_id": "0x00000002", "local_qpn": "0x000101", "remote_qpn": "0x000201", "since_us": 20,
+       "flow": True}
+
+
+def test_counter_diffs():
+    assert counter_diffs({"packets": 3}, {"packets": 5}, {"packets": 2}) == []
+    assert counter_diffs({"packets": 3}, {"packets": 4}, None, "bmv2") == ["  packets: expected 3, bmv2 4"]
+    assert counter_diffs({"packets": 3}, {"packets": 3, "other": 1}) == \
+        ["  other: not in the model's counters, target counted 1"]
+
+
+def test_table_diffs_ignore_since_and_name_what_differs():
+    assert table_diffs([ROW], [dict(ROW, since_us=99)]) == ([], False)
+    lines, _ = table_diffs([ROW], [dict(ROW, state="TIMEWAIT")])
+    assert lines == ["  missing: host ESTABLISHED 0x00000001 10.0.0.2 0x00000002 0x000101 0x000201 True",
+                     "  extra:   host TIMEWAIT 0x00000001 10.0.0.2 0x00000002 0x000101 0x000201 True"]
+    assert table_diffs([ROW, ROW], [ROW])[0] == [
+        "  missing: host ESTABLISHED 0x00000001 10.0.0.2 0x00000002 0x000101 0x000201 True"]
+
+
+def test_table_diffs_without_readable_ipv6():
+    v6 = dict(ROW, remote_ip="fd00::2")
+    got = dict(ROW, remote_ip=IPV6_UNREADABLE)
+    assert table_diffs([v6], [got]) == ([], True)
+    assert table_diffs([ROW], [got])[0]  # an IPv4 row is still compared with its address
