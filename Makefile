@@ -12,7 +12,7 @@ all: vectors
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,bench,fast]'
+	$(PY) -m pip install --quiet -e '.[test,bench,fast,bmv2]'
 	touch $(STAMP)
 
 setup: $(STAMP)
