@@ -66,22 +66,25 @@ replay: $(STAMP)
 	$(CTCM) vectors --quiet --out build/replay vectors/random/*.yaml ptf_tests/random/*.yaml && \
 	$(CTCM) replay --quiet --skip-time-dependent --junit $(REPORTS)/replay.xml vectors/*.yaml build/replay/*.yaml
 
-# The PTF suite (ptf_tests/, README "PTF suite"): make ptf TARGET=model|bmv2|device
-# [TESTS="ActiveOpenCnp Vector_.*"] [PTF_PARAMS=corrupt_cnp_qpn=1] [PORTMAP=1=eth1,2=eth2] (root).
+# The PTF suite (ptf_tests/, README "PTF suite"): make ptf TARGET=model|bmv2|bmv2-grpc|device
+# [TESTS="ActiveOpenCnp Vector_.*"] [PTF_PARAMS=corrupt_cnp_qpn=1] [PORTMAP=1=eth1,2=eth2] (root)
+# [P4RUNTIME=host:port DEVICE_ID=n] (device: pipeline and tables over P4Runtime).
 TARGET ?= model
 # JUnit XML of make ptf: build/reports/$(XUNIT)/<target>-<geometry>/
 XUNIT ?= ptf
 PTF_STAMP := $(VENV)/.ptf-installed
 PTF_VERSION := 0.12.0
 $(PTF_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[ptf]'
+	$(PY) -m pip install --quiet -e '.[ptf,p4runtime]'
 	$(PY) -m pip install --quiet --no-deps 'ptf==$(PTF_VERSION)'   # see pyproject.toml: no netifaces
 	touch $(PTF_STAMP)
 
 ptf: $(PTF_STAMP)
-	@if [ "$(TARGET)" = bmv2 ]; then $(MAKE) --no-print-directory p4-fresh; fi
+	@if [ "$(TARGET)" = bmv2 ] || [ "$(TARGET)" = bmv2-grpc ] || [ -n "$(P4RUNTIME)" ]; then \
+	  $(MAKE) --no-print-directory p4-fresh; fi
 	cd ptf_tests && ../$(PY) -m ctcm_ptf.harness --target $(TARGET) $(if $(TESTS),--tests $(TESTS)) \
 	    $(if $(PTF_PARAMS),--params "$(PTF_PARAMS)") $(if $(PORTMAP),--portmap "$(PORTMAP)") \
+	    $(if $(P4RUNTIME),--p4runtime $(P4RUNTIME) --device-id $(or $(DEVICE_ID),0)) \
 	    --xunit-dir $(CURDIR)/$(REPORTS)/$(XUNIT)
 
 # make test's PTF part: the model switch, then bmv2 when p4c and simple_switch are
