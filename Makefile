@@ -87,25 +87,31 @@ ptf: $(PTF_STAMP)
 	    $(if $(P4RUNTIME),--p4runtime $(P4RUNTIME) --device-id $(or $(DEVICE_ID),0)) \
 	    --xunit-dir $(CURDIR)/$(REPORTS)/$(XUNIT)
 
-# make test's PTF part: the model switch, then bmv2 when p4c and simple_switch are
-# installed (one line says what is missing; CTCM_REQUIRE_BMV2=1 never skips it).
+# make test's PTF part: the model switch, then bmv2 (Thrift) and bmv2-grpc (P4Runtime)
+# when p4c, simple_switch and simple_switch_grpc are installed (one line says what is
+# missing; CTCM_REQUIRE_BMV2=1 never skips them); the negative control on model and bmv2-grpc.
 ptf-ci: $(PTF_STAMP)
 	@why=""; [ "$$(id -u)" = 0 ] || why="needs root (network namespaces, raw sockets)"; \
 	command -v ip >/dev/null || why="$${why:+$$why; }iproute2 not installed (apt-get install iproute2)"; \
 	if [ -n "$$why" ]; then echo "PTF suite skipped: $$why"; \
 	  if [ "$${CTCM_REQUIRE_BMV2:-0}" = 1 ]; then echo "CTCM_REQUIRE_BMV2=1: a skipped PTF suite is a failure"; exit 1; fi; exit 0; fi; \
 	st=0; $(MAKE) --no-print-directory ptf TARGET=model || st=1; \
-	mkdir -p build/ptf; if (cd ptf_tests && ../$(PY) -m ctcm_ptf.harness --target model --tests ActiveOpenCnp \
-	      --params corrupt_cnp_qpn=1 --logdir ../build/ptf/negative) > build/ptf/negative.out 2>&1; then \
-	  echo "PTF negative control: a corrupted expected CNP QPN PASSED: the suite cannot fail"; st=1; \
-	elif grep -q "BTH.dqpn expected" build/ptf/negative.out; then \
-	  echo "PTF negative control: a corrupted expected CNP QPN fails with a field-level diff (build/ptf/negative.out)"; \
-	else echo "PTF negative control: failed without the expected diff (build/ptf/negative.out)"; st=1; fi; \
 	missing=""; for t in p4c simple_switch; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "PTF on bmv2 skipped: not installed:$$missing (p4c and bmv2: see p4/README.md, Toolchain)"; \
 	  if [ "$${CTCM_REQUIRE_BMV2:-0}" = 1 ]; then echo "CTCM_REQUIRE_BMV2=1: a skipped bmv2 run is a failure"; st=1; fi; \
 	else $(MAKE) --no-print-directory ptf TARGET=bmv2 || st=1; bmv2=1; fi; \
+	negative="model"; if [ -n "$${bmv2:-}" ] && ! command -v simple_switch_grpc >/dev/null; then \
+	  echo "PTF on bmv2-grpc (P4Runtime) skipped: simple_switch_grpc not installed (p4/README.md, Toolchain)"; \
+	  if [ "$${CTCM_REQUIRE_BMV2:-0}" = 1 ]; then echo "CTCM_REQUIRE_BMV2=1: a skipped bmv2 run is a failure"; st=1; fi; \
+	elif [ -n "$${bmv2:-}" ]; then $(MAKE) --no-print-directory ptf TARGET=bmv2-grpc || st=1; negative="model bmv2-grpc"; fi; \
+	mkdir -p build/ptf; for t in $$negative; do out=build/ptf/negative-$$t.out; \
+	  if (cd ptf_tests && ../$(PY) -m ctcm_ptf.harness --target $$t --tests ActiveOpenCnp \
+	      --params corrupt_cnp_qpn=1 --logdir ../build/ptf/negative-$$t) > $$out 2>&1; then \
+	    echo "PTF negative control ($$t): a corrupted expected CNP QPN PASSED: the suite cannot fail"; st=1; \
+	  elif grep -q "BTH.dqpn expected" $$out; then \
+	    echo "PTF negative control ($$t): a corrupted expected CNP QPN fails with a field-level diff ($$out)"; \
+	  else echo "PTF negative control ($$t): failed without the expected diff ($$out)"; st=1; fi; done; \
 	$(MAKE) --no-print-directory ptf-random TARGET=model || st=1; \
 	if [ -n "$${bmv2:-}" ]; then $(MAKE) --no-print-directory ptf-random TARGET=bmv2 || st=1; fi; exit $$st
 

@@ -10,8 +10,12 @@ Registers are not read here: bmv2's P4Runtime server answers UNIMPLEMENTED
 
 Client: the P4Runtime project's own generated Python code (PyPI ``p4runtime``:
 ``p4.v1.p4runtime_pb2``) over ``grpcio``: the protos the P4Runtime spec
-publishes, the layer p4lang/PI's and p4testgen's PTF support use, no async
-framework and nothing compiled. That package's generated code predates
+publishes, the layer p4lang/PI's and p4testgen's PTF support use, wheels only.
+Chosen over finsy (a well-kept, higher-level client) because the PTF tests are
+synchronous unittest code and need four plain RPCs (arbitration, pipeline
+push, Write, Read): finsy's asyncio controller would be a framework around
+them; and over p4runtime-shell, which is an interactive shell whose module
+state is global (one connection per process). That package's generated code predates
 protobuf 4's runtime checks: with the C (upb) runtime its import fails
 ("Descriptors cannot be created directly"), so :func:`protos` selects
 protobuf's pure-Python runtime before the first protobuf import (a control
