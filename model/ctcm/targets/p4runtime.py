@@ -52,8 +52,9 @@ def protos():
     except ImportError as e:
         raise TargetError(f"{_MSG} ({e})") from None
     except TypeError as e:  # the generated code under protobuf's C runtime
-        raise TargetError(f"the p4runtime protos need {_PURE}=python (protobuf was loaded with another "
-                          f"runtime first): {str(e).splitlines()[0]}") from None
+        why = f"it is {os.environ[_PURE]!r} here" if os.environ.get(_PURE, "python") != "python" else \
+            "protobuf was imported with another runtime before"
+        raise TargetError(f"the p4runtime protos need {_PURE}=python ({why}): {str(e).splitlines()[0]}") from None
     return p4runtime_pb2, p4runtime_pb2_grpc, p4info_pb2, text_format, grpc
 
 

@@ -124,3 +124,26 @@ def test_bad_value_and_p4info_fail_in_one_line(switch, tmp_path):
     c = P4RuntimeClient("127.0.0.1:1", 1, info, timeout=1)
     with pytest.raises(TargetError, match="no P4Runtime server answers at 127.0.0.1:1"):
         c.connect()
+
+
+_PROBE = ("from ctcm.targets.p4runtime import protos\nfrom ctcm.targets.bmv2 import TargetError\n"
+          "try:\n    protos()\nexcept TargetError as e:\n    print('ERR', e)\nelse:\n"
+          "    from google.protobuf.internal import api_implementation\n    print('OK', api_implementation.Type())\n")
+
+
+@pytest.mark.parametrize("env, first, want", [
+    (None, "", "OK python"),  # the client selects the pure-Python runtime itself
+    ("upb", "", "ERR the p4runtime protos need PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python (it is 'upb' here)"),
+    (None, "import google.protobuf.descriptor_pb2\n",
+     "ERR the p4runtime protos need PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python (protobuf was imported")])
+def test_protobuf_runtime(env, first, want):
+    """p4runtime 1.6.0's generated code under protobuf's C runtime: one line, never a traceback."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("p4.v1", reason="the p4runtime extra is not installed")
+    e = {k: v for k, v in os.environ.items() if k != "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"}
+    if env:
+        e["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"] = env
+    r = subprocess.run([sys.executable, "-c", first + _PROBE], capture_output=True, text=True, env=e, timeout=60)
+    assert r.returncode == 0 and r.stderr == "" and r.stdout.startswith(want), r.stdout + r.stderr
