@@ -4,6 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CTCM   := $(VENV)/bin/ctcm
 STAMP  := $(VENV)/.installed
+# The PTF suite's and the P4Runtime client's packages (make ptf; make test: its pytest part tests the client).
+PTF_STAMP := $(VENV)/.ptf-installed
 
 .PHONY: all setup test vectors docs bench soak clean p4-sources p4 p4-fresh ptf ptf-ci ptf-random replay coverage rtl rtl-run rtl-lint
 
@@ -43,7 +45,7 @@ p4-fresh: $(STAMP)
 
 # Every test; JUnit XML of each part under build/reports/ (said at the end, pass or fail).
 REPORTS := build/reports
-test: $(STAMP)
+test: $(PTF_STAMP)
 	@mkdir -p $(REPORTS); st=0; \
 	if command -v p4c >/dev/null; then $(MAKE) --no-print-directory p4-fresh || st=1; fi; \
 	$(PY) -m pytest -q --junitxml=$(REPORTS)/pytest.xml $(PYTEST_ARGS) || st=1; \
@@ -66,43 +68,51 @@ replay: $(STAMP)
 	$(CTCM) vectors --quiet --out build/replay vectors/random/*.yaml ptf_tests/random/*.yaml && \
 	$(CTCM) replay --quiet --skip-time-dependent --junit $(REPORTS)/replay.xml vectors/*.yaml build/replay/*.yaml
 
-# The PTF suite (ptf_tests/, README "PTF suite"): make ptf TARGET=model|bmv2|device
-# [TESTS="ActiveOpenCnp Vector_.*"] [PTF_PARAMS=corrupt_cnp_qpn=1] [PORTMAP=1=eth1,2=eth2] (root).
+# The PTF suite (ptf_tests/, README "PTF suite"): make ptf TARGET=model|bmv2|bmv2-grpc|device
+# [TESTS="ActiveOpenCnp Vector_.*"] [PTF_PARAMS=corrupt_cnp_qpn=1] [PORTMAP=1=eth1,2=eth2] (root)
+# [P4RUNTIME=host:port DEVICE_ID=n] (device: pipeline and tables over P4Runtime).
 TARGET ?= model
 # JUnit XML of make ptf: build/reports/$(XUNIT)/<target>-<geometry>/
 XUNIT ?= ptf
-PTF_STAMP := $(VENV)/.ptf-installed
 PTF_VERSION := 0.12.0
 $(PTF_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[ptf]'
+	$(PY) -m pip install --quiet -e '.[ptf,p4runtime]'
 	$(PY) -m pip install --quiet --no-deps 'ptf==$(PTF_VERSION)'   # see pyproject.toml: no netifaces
 	touch $(PTF_STAMP)
 
 ptf: $(PTF_STAMP)
-	@if [ "$(TARGET)" = bmv2 ]; then $(MAKE) --no-print-directory p4-fresh; fi
+	@if [ "$(TARGET)" = bmv2 ] || [ "$(TARGET)" = bmv2-grpc ] || [ -n "$(P4RUNTIME)" ]; then \
+	  $(MAKE) --no-print-directory p4-fresh; fi
 	cd ptf_tests && ../$(PY) -m ctcm_ptf.harness --target $(TARGET) $(if $(TESTS),--tests $(TESTS)) \
 	    $(if $(PTF_PARAMS),--params "$(PTF_PARAMS)") $(if $(PORTMAP),--portmap "$(PORTMAP)") \
+	    $(if $(P4RUNTIME),--p4runtime $(P4RUNTIME) --device-id $(or $(DEVICE_ID),0)) \
 	    --xunit-dir $(CURDIR)/$(REPORTS)/$(XUNIT)
 
-# make test's PTF part: the model switch, then bmv2 when p4c and simple_switch are
-# installed (one line says what is missing; CTCM_REQUIRE_BMV2=1 never skips it).
+# make test's PTF part: the model switch, then bmv2 (Thrift) and bmv2-grpc (P4Runtime)
+# when p4c, simple_switch and simple_switch_grpc are installed (one line says what is
+# missing; CTCM_REQUIRE_BMV2=1 never skips them); the negative control on model and bmv2-grpc.
 ptf-ci: $(PTF_STAMP)
 	@why=""; [ "$$(id -u)" = 0 ] || why="needs root (network namespaces, raw sockets)"; \
 	command -v ip >/dev/null || why="$${why:+$$why; }iproute2 not installed (apt-get install iproute2)"; \
 	if [ -n "$$why" ]; then echo "PTF suite skipped: $$why"; \
 	  if [ "$${CTCM_REQUIRE_BMV2:-0}" = 1 ]; then echo "CTCM_REQUIRE_BMV2=1: a skipped PTF suite is a failure"; exit 1; fi; exit 0; fi; \
 	st=0; $(MAKE) --no-print-directory ptf TARGET=model || st=1; \
-	mkdir -p build/ptf; if (cd ptf_tests && ../$(PY) -m ctcm_ptf.harness --target model --tests ActiveOpenCnp \
-	      --params corrupt_cnp_qpn=1 --logdir ../build/ptf/negative) > build/ptf/negative.out 2>&1; then \
-	  echo "PTF negative control: a corrupted expected CNP QPN PASSED: the suite cannot fail"; st=1; \
-	elif grep -q "BTH.dqpn expected" build/ptf/negative.out; then \
-	  echo "PTF negative control: a corrupted expected CNP QPN fails with a field-level diff (build/ptf/negative.out)"; \
-	else echo "PTF negative control: failed without the expected diff (build/ptf/negative.out)"; st=1; fi; \
 	missing=""; for t in p4c simple_switch; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "PTF on bmv2 skipped: not installed:$$missing (p4c and bmv2: see p4/README.md, Toolchain)"; \
 	  if [ "$${CTCM_REQUIRE_BMV2:-0}" = 1 ]; then echo "CTCM_REQUIRE_BMV2=1: a skipped bmv2 run is a failure"; st=1; fi; \
 	else $(MAKE) --no-print-directory ptf TARGET=bmv2 || st=1; bmv2=1; fi; \
+	negative="model"; if [ -n "$${bmv2:-}" ] && ! command -v simple_switch_grpc >/dev/null; then \
+	  echo "PTF on bmv2-grpc (P4Runtime) skipped: simple_switch_grpc not installed (p4/README.md, Toolchain)"; \
+	  if [ "$${CTCM_REQUIRE_BMV2:-0}" = 1 ]; then echo "CTCM_REQUIRE_BMV2=1: a skipped bmv2 run is a failure"; st=1; fi; \
+	elif [ -n "$${bmv2:-}" ]; then $(MAKE) --no-print-directory ptf TARGET=bmv2-grpc || st=1; negative="model bmv2-grpc"; fi; \
+	mkdir -p build/ptf; for t in $$negative; do out=build/ptf/negative-$$t.out; \
+	  if (cd ptf_tests && ../$(PY) -m ctcm_ptf.harness --target $$t --tests ActiveOpenCnp \
+	      --params corrupt_cnp_qpn=1 --logdir ../build/ptf/negative-$$t) > $$out 2>&1; then \
+	    echo "PTF negative control ($$t): a corrupted expected CNP QPN PASSED: the suite cannot fail"; st=1; \
+	  elif grep -q "BTH.dqpn expected" $$out; then \
+	    echo "PTF negative control ($$t): a corrupted expected CNP QPN fails with a field-level diff ($$out)"; \
+	  else echo "PTF negative control ($$t): failed without the expected diff ($$out)"; st=1; fi; done; \
 	$(MAKE) --no-print-directory ptf-random TARGET=model || st=1; \
 	if [ -n "$${bmv2:-}" ]; then $(MAKE) --no-print-directory ptf-random TARGET=bmv2 || st=1; fi; exit $$st
 

@@ -1,9 +1,10 @@
-"""`make ptf TARGET=bmv2|model|device`: run the PTF suite against a target.
+"""`make ptf TARGET=bmv2|bmv2-grpc|model|device`: run the PTF suite against a target.
 
     python -m ctcm_ptf.harness --target model [--tests NAME ...] [--params "corrupt_cnp_qpn=1"]
     python -m ctcm_ptf.harness --target device --portmap 1=enp1s0f0,2=enp1s0f1[,3=...]
+        [--p4runtime HOST:PORT --device-id N]
 
-For bmv2 and model: creates a network namespace with one veth pair per port
+For bmv2, bmv2-grpc and model: creates a network namespace with one veth pair per port
 (switch side ``swN``, test side ``tpN``; port 3 is wired but not in the port
 map), enters it, captures every test-side interface (``portN.pcap``), then per
 table geometry the tests need: starts the target with that config, runs ptf
@@ -199,7 +200,7 @@ class Run:
         self.log(f"{total} tests in {len(groups)} geometry group(s): " +
                  ", ".join(f"{t} ({len(v)})" for t, v in groups.items()))
         t_start = time.monotonic()
-        if self.target_name == "bmv2":
+        if self.target_name in ("bmv2", "bmv2-grpc") or (self.target_name == "device" and self.a.p4runtime):
             from .targets import json_path
 
             missing = [t for t in groups if not os.path.isfile(json_path(t))]
@@ -236,7 +237,9 @@ class Run:
             if nn:
                 self.target = cls(sw_ifaces, self.logdir, packet_in=addr)
             else:
-                self.target = cls(sw_ifaces, self.logdir) if self.target_name != "device" else cls()
+                self.target = cls(sw_ifaces, self.logdir) if self.target_name != "device" else cls(
+                    p4runtime=self.a.p4runtime, device_id=self.a.device_id, p4info=self.a.p4info,
+                    device_config=self.a.device_config)
             t0 = time.monotonic()
             self.log(f"geometry {tag}: starting {self.target_name}")
             try:
@@ -307,11 +310,19 @@ class Run:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Run the ctcm PTF suite against a target.")
-    ap.add_argument("--target", choices=("model", "bmv2", "device"), default="model")
+    ap.add_argument("--target", choices=("model", "bmv2", "bmv2-grpc", "device"), default="model")
     ap.add_argument("--tests", nargs="*", help="test class names or regexes (default: all)")
     ap.add_argument("--params", default=os.environ.get("PTF_PARAMS", ""),
                     help='extra ptf test parameters, e.g. "corrupt_cnp_qpn=1"')
     ap.add_argument("--portmap", default=os.environ.get("PORTMAP", ""), help="device: 1=IFACE,2=IFACE[,3=IFACE]")
+    ap.add_argument("--p4runtime", default=os.environ.get("P4RUNTIME", ""),
+                    help="device: HOST:PORT of its P4Runtime server (the suite pushes the pipeline and programs it)")
+    ap.add_argument("--device-id", type=int, default=int(os.environ.get("DEVICE_ID") or 0),
+                    help="device: its P4Runtime device id")
+    ap.add_argument("--p4info", default=os.environ.get("P4INFO"),
+                    help="device: the P4Info to push (default: make p4's, beside the geometry's JSON)")
+    ap.add_argument("--device-config", default=os.environ.get("P4_DEVICE_CONFIG"),
+                    help="device: the compiled program to push (default: make p4's bmv2 JSON)")
     ap.add_argument("--logdir")
     ap.add_argument("--bmv2-io", choices=("veth", "nanomsg"), default=os.environ.get("CTCM_PTF_BMV2_IO", "veth"),
                     help="bmv2's ports: the namespace's veths (default) or one nanomsg socket (keeps the "

@@ -11,8 +11,15 @@ tests and read counters.
 * ``bmv2``: ``simple_switch`` running ``build/p4/<geometry tag>/ctcm.json``,
   started, programmed and read by :mod:`ctcm.targets.bmv2` (bmv2's own
   Thrift client modules; the offline replay uses the same code).
-* ``device``: nothing is started; no control plane (the device is set up by
-  its owner), so counters are not read and state is not cleared.
+* ``bmv2-grpc``: ``simple_switch_grpc`` started with no program; over
+  P4Runtime (:mod:`ctcm.targets.p4runtime`) the pipeline is pushed (P4Info +
+  JSON), the port map, clone sessions and options programmed, counters read and
+  reset. Registers (the connection table, their reset) over the same switch's
+  Thrift port: bmv2's P4Runtime server has no register support (PI#376).
+* ``device``: nothing is started. With a P4Runtime address the suite pushes the
+  pipeline and programs the device and reads its counters over P4Runtime; the
+  user's shell hooks do what P4Runtime cannot (registers, state reset).
+  Without either, counters are not read and state is not cleared.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ import socket
 import subprocess
 import sys
 
-from ctcm.targets.bmv2 import Bmv2Switch, Bmv2Thrift, TargetError, kill_group
+from ctcm.targets.bmv2 import Bmv2Switch, Bmv2Thrift, TargetError, free_port, kill_group
+from ctcm.targets.p4runtime import P4RuntimeClient
 from ctcm.targets.program import program
 
 from .modelutil import REPO
@@ -118,6 +126,11 @@ def json_path(tag: str) -> str:
     return os.path.join(REPO, "build", "p4", tag, "ctcm.json")
 
 
+def p4info_path(json_file: str) -> str:
+    """The P4Info `make p4` writes beside a build's JSON."""
+    return os.path.splitext(json_file)[0] + ".p4info.txtpb"
+
+
 class Bmv2Target:
     """simple_switch on the harness' interfaces, started, programmed and read
     through :mod:`ctcm.targets.bmv2` (the offline replay's code too)."""
@@ -148,9 +161,17 @@ class Bmv2Target:
         self.switch = Bmv2Switch(self.json_file, {} if self.packet_in else self.ports, thrift_port=self.thrift_port,
                                  packet_in=self.packet_in,
                                  log_file=os.path.join(self.logdir, f"switch-{tag}.txt") if level else None,
-                                 log_level=level or "debug", console=os.path.join(self.logdir, "switch.log"))
+                                 log_level=level or "debug", console=os.path.join(self.logdir, "switch.log"),
+                                 **self.switch_args())
         self.thrift = self.switch.start()
+        self.started()
         self.configure(cfg)
+
+    def switch_args(self) -> dict:
+        return {}
+
+    def started(self) -> None:
+        """What follows the switch's start before it is programmed."""
 
     def stop(self) -> None:
         if self.switch is not None:
@@ -189,12 +210,65 @@ class Bmv2Target:
         return self.thrift.connections()
 
 
+# --- bmv2-grpc ------------------------------------------------------------------------
+
+class Bmv2GrpcTarget(Bmv2Target):
+    """simple_switch_grpc: P4Runtime for the pipeline, tables, clone sessions
+    and counters; its Thrift port for registers (bmv2's limit, PI#376) and the
+    egress queue depths (not a P4Runtime object)."""
+
+    name = "bmv2-grpc"
+
+    def __init__(self, ports=None, logdir=None, thrift_port: int = 9090, json_file: str | None = None,
+                 grpc: str | None = None, device_id: int = 0):
+        super().__init__(ports, logdir, thrift_port, json_file)
+        self.p4rt = P4RuntimeClient(grpc, device_id, p4info_path(json_file)) if grpc else None
+
+    def switch_args(self) -> dict:
+        return {"grpc_port": free_port()}
+
+    def started(self) -> None:
+        self.p4rt = P4RuntimeClient(self.switch.grpc_address, self.switch.device_id, p4info_path(self.json_file))
+        self.p4rt.set_pipeline(self.json_file)
+
+    def params(self) -> dict:
+        return dict(super().params(), target=self.name, grpc=self.p4rt.address, device_id=self.p4rt.device_id)
+
+    def close(self) -> None:
+        super().close()
+        if self.p4rt is not None:
+            self.p4rt.close()
+
+    def stop(self) -> None:
+        if self.p4rt is not None:
+            self.p4rt.close()
+        super().stop()
+
+    def configure(self, cfg) -> None:
+        self.p4rt.program(program(cfg))
+        self.thrift.set_queue_depths()
+
+    def reset(self) -> None:
+        self.thrift.reset(counters=False)
+        self.p4rt.reset_counters()
+
+    def counters(self) -> dict[str, int]:
+        return self.p4rt.counters()
+
+
 # --- device ---------------------------------------------------------------------------
 
 class DeviceTarget:
     """A device already wired to this machine: nothing is started.
 
-    Its control plane is the user's: optional shell hooks (environment) run
+    With ``p4runtime`` (host:port of its P4Runtime server, ``device_id``) the
+    suite pushes the pipeline (``p4info``, ``device_config``: default the
+    geometry's P4Info and bmv2 JSON from `make p4`; another target's compiled
+    program with ``P4_DEVICE_CONFIG``), programs the port map, clone sessions
+    and options and reads and resets the counters over P4Runtime. The hooks
+    below then only do what P4Runtime cannot (registers: ``CTCM_DEVICE_RESET``).
+
+    Otherwise its control plane is the user's: optional shell hooks (environment) run
     between tests. ``CTCM_DEVICE_CONFIGURE``: gets the test's config as JSON
     (Config.to_dict()) on stdin; ``CTCM_DEVICE_RESET``: clears the device's
     state and counters; ``CTCM_DEVICE_COUNTERS``: prints {key: value} JSON
@@ -204,8 +278,11 @@ class DeviceTarget:
 
     name = "device"
 
-    def __init__(self, *a, **kw):
+    def __init__(self, *a, p4runtime: str | None = None, device_id: int = 0, p4info: str | None = None,
+                 device_config: str | None = None, **kw):
         self.hooks = {k: os.environ.get(f"CTCM_DEVICE_{k.upper()}") for k in ("configure", "reset", "counters")}
+        self.device_config = device_config
+        self.p4rt = P4RuntimeClient(p4runtime, device_id, p4info or "") if p4runtime else None
 
     def _hook(self, what: str, stdin: str = "") -> str:
         r = subprocess.run(self.hooks[what], shell=True, input=stdin, capture_output=True, text=True)
@@ -214,39 +291,57 @@ class DeviceTarget:
         return r.stdout
 
     def start(self, cfg, tag: str = "") -> None:
-        pass
+        if self.p4rt is not None:
+            js = json_path(tag or cfg.geometry.tag)
+            self.p4rt.p4info_file = self.p4rt.p4info_file or p4info_path(js)
+            self.device_config = self.device_config or js
+            self.p4rt.set_pipeline(self.device_config)
+            self.configure(cfg)
 
     def stop(self) -> None:
-        pass
+        self.close()
+
+    def close(self) -> None:
+        if self.p4rt is not None:
+            self.p4rt.close()
 
     def pids(self) -> list[int]:
         return []
 
     def params(self) -> dict:
-        return {"target": "device"}
+        if self.p4rt is None:
+            return {"target": "device"}
+        return {"target": "device", "p4runtime": self.p4rt.address, "device_id": self.p4rt.device_id,
+                "p4info": self.p4rt.p4info_file}
 
     @property
     def configurable(self) -> bool:
-        return bool(self.hooks["configure"])
+        return bool(self.p4rt or self.hooks["configure"])
 
     def configure(self, cfg) -> None:
-        if self.hooks["configure"]:
+        if self.p4rt is not None:
+            self.p4rt.program(program(cfg))
+        elif self.hooks["configure"]:
             self._hook("configure", json.dumps(cfg.to_dict()))
 
     def reset(self) -> None:
         if self.hooks["reset"]:
             self._hook("reset")
+        if self.p4rt is not None:
+            self.p4rt.reset_counters()
 
     def connections(self):
         return None
 
     def counters(self):
+        if self.p4rt is not None:
+            return self.p4rt.counters()
         if not self.hooks["counters"]:
             return None
         return {k: int(v) for k, v in json.loads(self._hook("counters")).items()}
 
 
-TARGETS = {"model": ModelTarget, "bmv2": Bmv2Target, "device": DeviceTarget}
+TARGETS = {"model": ModelTarget, "bmv2": Bmv2Target, "bmv2-grpc": Bmv2GrpcTarget, "device": DeviceTarget}
 
 
 def attach(params: dict):
@@ -256,6 +351,10 @@ def attach(params: dict):
         return ModelTarget(control=params["control"])
     if kind == "bmv2":
         return Bmv2Target(thrift_port=int(params["thrift_port"]), json_file=params["json"])
+    if kind == "bmv2-grpc":
+        return Bmv2GrpcTarget(thrift_port=int(params["thrift_port"]), json_file=params["json"], grpc=params["grpc"],
+                              device_id=int(params["device_id"]))
     if kind == "device":
-        return DeviceTarget()
+        return DeviceTarget(p4runtime=params.get("p4runtime"), device_id=int(params.get("device_id", 0)),
+                            p4info=params.get("p4info"))
     raise TargetError(f"unknown target {kind!r}")

@@ -338,26 +338,34 @@ def geometry_of_tag(tag: str) -> Geometry:
     return Geometry(*v)
 
 
+#: The P4Info p4c writes beside a build's JSON (text protobuf): ``<stem>.p4info.txtpb``.
+P4INFO_SUFFIX = ".p4info.txtpb"
+
+
 class BuildError(Exception):
     pass
 
 
 def build(g: Geometry, program: str = PROGRAM, out_root: str = BUILD) -> str:
-    """Compile ``program`` for geometry ``g`` into out_root/<tag>/ctcm.json; any
-    compiler warning is an error. Returns the JSON path."""
+    """Compile ``program`` for geometry ``g`` into out_root/<tag>/ctcm.json and
+    its P4Info (the P4Runtime description of its tables, actions, counters and
+    registers) beside it, ctcm.p4info.txtpb; any compiler warning is an error.
+    Returns the JSON path."""
     p4c = shutil.which("p4c")
     if p4c is None:
         raise BuildError("p4c not found on PATH (install p4c, see p4/README.md)")
     out = os.path.join(out_root, g.tag)
     os.makedirs(out, exist_ok=True)
-    cmd = [p4c, "--target", "bmv2", "--arch", "v1model", "--std", "p4-16", *geometry_defines(g), "-o", out, program]
+    stem = os.path.splitext(os.path.basename(program))[0]
+    cmd = [p4c, "--target", "bmv2", "--arch", "v1model", "--std", "p4-16", *geometry_defines(g), "-o", out,
+           "--p4runtime-files", os.path.join(out, stem + P4INFO_SUFFIX), program]
     r = subprocess.run(cmd, capture_output=True, text=True)
     text = (r.stdout + r.stderr).strip()
     if r.returncode != 0:
         raise BuildError(f"p4c failed for geometry {g.tag}:\n{text}")
     if re.search(r"warning", text, re.IGNORECASE):
         raise BuildError(f"p4c warnings for geometry {g.tag} (warnings are errors):\n{text}")
-    return os.path.join(out, os.path.splitext(os.path.basename(program))[0] + ".json")
+    return os.path.join(out, stem + ".json")
 
 
 def main(argv=None) -> int:

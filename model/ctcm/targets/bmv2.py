@@ -11,8 +11,11 @@ connection table back.
 
 Which switch binary: an explicit path, else ``$CTCM_SIMPLE_SWITCH``, else
 ``simple_switch_perf`` on PATH (bmv2 built without per-packet logging, about
-4x faster) unless a log file is wanted, else ``simple_switch``. The Thrift
-modules: ``$CTCM_BMV2_PYTHON``, else ``lib/python`` beside a simple_switch.
+4x faster) unless a log file is wanted, else ``simple_switch``; with a gRPC
+port (the P4Runtime server, :mod:`ctcm.targets.p4runtime`) ``$CTCM_SIMPLE_SWITCH_GRPC``
+else ``simple_switch_grpc``, started with no program (``--no-p4``: the client
+pushes it). The Thrift modules: ``$CTCM_BMV2_PYTHON``, else ``lib/python``
+beside a simple_switch.
 """
 
 from __future__ import annotations
@@ -41,8 +44,14 @@ class TargetError(Exception):
     """The target could not be started, programmed or read (one line for users)."""
 
 
-def find_switch(path: str | None = None, logging_build: bool = False) -> str:
+def find_switch(path: str | None = None, logging_build: bool = False, grpc: bool = False) -> str:
     """The simple_switch binary to run (see the module doc)."""
+    if grpc:
+        cand = path or os.environ.get("CTCM_SIMPLE_SWITCH_GRPC") or "simple_switch_grpc"
+        found = shutil.which(cand)
+        if not found:
+            raise TargetError(f"{cand} not found (bmv2 built with P4Runtime: p4/README.md, Toolchain)")
+        return found
     cand = path or os.environ.get("CTCM_SIMPLE_SWITCH")
     if cand:
         found = shutil.which(cand)
@@ -186,13 +195,14 @@ class Bmv2Thrift:
         self.connect()
         self._ss.set_all_egress_queue_depths(depth)
 
-    def reset(self) -> None:
-        """Every register array and counter array back to zero (tables stay)."""
+    def reset(self, counters: bool = True) -> None:
+        """Every register array and (unless not ``counters``) counter array back
+        to zero (tables stay)."""
         self.connect()
         info = self.p4info()
         for r in info["registers"]:
             self._client.bm_register_reset(0, r)
-        for name in info["counters"]:
+        for name in info["counters"] if counters else ():
             self._client.bm_counter_reset_all(0, name)
 
     def counter(self, index: int) -> int:
@@ -238,17 +248,20 @@ class Bmv2Switch:
     wait. ``log_file``: simple_switch's per-packet log (the logging build),
     never rotated, at exactly that path once stopped. ``packet_in``: a
     nanomsg address (``ipc://PATH``) that carries the frames of every port
-    instead of interfaces (one socket: their order across ports is kept). Its console goes to ``console`` (a path) or is dropped."""
+    instead of interfaces (one socket: their order across ports is kept). Its console goes to ``console`` (a path) or is dropped.
+    ``grpc_port``: run simple_switch_grpc with no program, its P4Runtime server on
+    127.0.0.1:``grpc_port`` (:attr:`grpc_address`; the client pushes the program)."""
 
     def __init__(self, json_file: str, ports: dict[int, str], *, switch: str | None = None,
                  thrift_port: int | None = None, workdir: str | None = None, files_wait: int | None = None,
                  log_file: str | None = None, log_level: str = "debug", console: str | None = None,
-                 packet_in: str | None = None):
+                 packet_in: str | None = None, grpc_port: int | None = None):
         if not os.path.isfile(json_file):
             raise TargetError(f"{json_file} is missing: run `make p4` (the P4 program for this geometry)")
         self.json_file = json_file
         self.ports = dict(ports)
-        self.switch = find_switch(switch, logging_build=bool(log_file))
+        self.grpc_port = grpc_port
+        self.switch = find_switch(switch, logging_build=bool(log_file), grpc=grpc_port is not None)
         self.thrift_port = thrift_port or free_port()
         self.workdir = workdir
         self.files_wait = files_wait
@@ -275,7 +288,13 @@ class Bmv2Switch:
             base = self.log_file[:-4] if self.log_file.endswith(".txt") else self.log_file
             cmd += ["--log-file", base, "--log-level", self.log_level, "--log-flush",
                     "--log-file-max-size", str(1 << 62)]
-        return cmd + [self.json_file]
+        if self.grpc_port is None:
+            return cmd + [self.json_file]
+        return cmd + ["--no-p4", "--", "--grpc-server-addr", self.grpc_address]
+
+    @property
+    def grpc_address(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
 
     def start(self, timeout: float = 30.0) -> Bmv2Thrift:
         """Start the switch and wait for its Thrift server; the connected control."""

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from ctcm.spec import Counter, Flag, State
 
 __all__ = ["PORT_MAP", "SET_PEER", "OPTIONS", "SET_OPTIONS", "COUNTERS", "CONN_FIELDS", "PortEntry", "Program",
-           "program", "counter_keys", "IPV6_UNREADABLE", "conn_row", "conn_key", "int_bytes"]
+           "program", "contract_names", "counter_keys", "IPV6_UNREADABLE", "conn_row", "conn_key", "int_bytes"]
 
 # Names in the P4 program (p4/README.md: the control-plane contract).
 PORT_MAP = "CtcmIngress.port_map"
@@ -69,6 +69,14 @@ def program(cfg) -> Program:
         entries.append(PortEntry(n, h, 0, 0))
         sessions.append((h + 1, h))
     return Program(tuple(entries), tuple(sessions), (cfg.timewait_us, cfg.cnp_interval_us))
+
+
+def contract_names() -> dict[str, tuple]:
+    """The P4 objects the control plane uses, by P4Info kind: full names of the
+    tables, actions and counter, and the register arrays' last name parts
+    (:data:`CONN_FIELDS`: a register may sit in a nested control)."""
+    return {"tables": (PORT_MAP, OPTIONS), "actions": (SET_PEER, SET_OPTIONS), "counters": (COUNTERS,),
+            "registers": CONN_FIELDS}
 
 
 def counter_keys() -> dict[int, str]:
