@@ -146,8 +146,8 @@ coverage: $(PTF_STAMP)
 
 # The RTL fast path (rtl/, rtl/README.md) under cocotb with the ctcm.cocotb kit: lint,
 # every committed vector and a 10^4-packet random CE vector (rtl/vectors/random-ce.yaml,
-# built here) on Icarus and Verilator, idle sinks and backpressure; a second data width
-# (128 bits, Icarus); negative controls (faults compiled in must fail with the oracle's
+# built here) on Icarus and Verilator (in parallel), idle sinks and backpressure; a second
+# data width (128 bits, Icarus); negative controls (faults compiled in must fail with the oracle's
 # field-level diff); the kit on another DUT (rtl/example). JUnit XML in build/reports/rtl*.xml;
 # frames per CPU second at the end.
 RTL_STAMP := $(VENV)/.rtl-installed
@@ -172,11 +172,16 @@ rtl: $(RTL_STAMP)
 rtl-run: $(RTL_STAMP) rtl-lint
 	$(CTCM) vectors --quiet --out build/rtl/vectors rtl/vectors/*.yaml
 	@mkdir -p build/reports; rm -f build/rtl/rates.txt; st=0; \
-	CTCM_RATE_FILE=$(CURDIR)/build/rtl/rates.txt CTCM_RTL_VECTORS="$$(ls vectors/*.yaml) $$(ls build/rtl/vectors/*.yaml)" \
-	  $(RTL_PYTEST) --junitxml=build/reports/rtl.xml || st=1; \
-	CTCM_RTL_SIMS=icarus CTCM_RTL_DATA_W=128 CTCM_RTL_VARIANTS=idle,gaps-backpressure \
-	  $(RTL_PYTEST) --junitxml=build/reports/rtl-w128.xml || st=1; \
-	$(PY) -m pytest -q -p no:cacheprovider rtl/example/test_bump.py --junitxml=build/reports/rtl-example.xml || st=1; \
+	vecs="$$(ls vectors/*.yaml) $$(ls build/rtl/vectors/*.yaml)"; rates=$(CURDIR)/build/rtl/rates.txt; \
+	echo "RTL: Icarus and Verilator in parallel (logs build/rtl/icarus.log, build/rtl/verilator.log)"; \
+	( s=0; CTCM_RATE_FILE=$$rates CTCM_RTL_SIMS=icarus CTCM_RTL_VECTORS="$$vecs" $(RTL_PYTEST) --junitxml=build/reports/rtl-icarus.xml || s=1; \
+	  CTCM_RTL_SIMS=icarus CTCM_RTL_DATA_W=128 CTCM_RTL_VARIANTS=idle,gaps-backpressure \
+	    $(RTL_PYTEST) --junitxml=build/reports/rtl-icarus-w128.xml || s=1; exit $$s ) > build/rtl/icarus.log 2>&1 & icarus=$$!; \
+	( s=0; CTCM_RATE_FILE=$$rates CTCM_RTL_SIMS=verilator CTCM_RTL_VECTORS="$$vecs" $(RTL_PYTEST) --junitxml=build/reports/rtl-verilator.xml || s=1; \
+	  $(PY) -m pytest -q -p no:cacheprovider rtl/example/test_bump.py --junitxml=build/reports/rtl-example.xml || s=1; \
+	  exit $$s ) > build/rtl/verilator.log 2>&1 || st=1; \
+	wait $$icarus || st=1; \
+	grep -HE "^(FAILED|ERROR)|[0-9]+ (passed|failed)" build/rtl/icarus.log build/rtl/verilator.log; \
 	for f in FAULT_ICRC_BYTE_ORDER:"ICRC expected" FAULT_DROP_VLAN:"Dot1Q: expected, but not decoded"; do \
 	  d=$${f%%:*}; want=$${f#*:}; out=build/rtl/negative-$$d.out; \
 	  if CTCM_RTL_SIMS=icarus CTCM_RTL_VARIANTS=idle CTCM_RTL_DEFINES=$$d CTCM_RTL_VECTORS=vectors/ce-data.yaml \
