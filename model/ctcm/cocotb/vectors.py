@@ -16,9 +16,10 @@ from typing import Iterator, NamedTuple
 import yaml
 
 from ctcm.dataplane.config import Config, ConfigError, base_config, parse_config
-from ctcm.io.pcapio import CaptureError, CaptureReader
 from ctcm.oracle.compare import Expected, OracleError
-from ctcm.oracle.files import _NotStreamable, _observed_port, iter_expected, load_expected
+from ctcm.oracle import parts
+from ctcm.oracle.files import _NotStreamable, iter_expected, load_expected
+from ctcm.oracle.parts import vector_head
 
 __all__ = ["Stimulus", "VectorFiles", "read_head", "vector_config", "iter_stimuli", "expected_by_port"]
 
@@ -47,22 +48,7 @@ class VectorFiles(NamedTuple):
 
 def read_head(path: str) -> dict:
     """The vector's header (name, options, ports, config) without its packets."""
-    lines = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("packets:"):
-                    break
-                lines.append(line)
-    except OSError as e:
-        raise OracleError(f"{path}: {e.strerror or e}") from None
-    try:
-        doc = yaml.load("".join(lines), Loader=_Loader)
-    except yaml.YAMLError:
-        doc = None
-    if not isinstance(doc, dict) or not str(doc.get("format", "")).startswith("ctcm-vector/"):
-        raise OracleError(f"{path}: not a ctcm vector (no 'format: ctcm-vector/...' header)")
-    return doc
+    return vector_head(path)
 
 
 def vector_config(head: dict) -> Config:
@@ -84,7 +70,7 @@ def iter_stimuli(path: str, source: str = "auto") -> Iterator[Stimulus]:
     if source == "auto":
         source = next((s for s, p in (("pcapng", files.pcapng), ("hex", files.hex)) if os.path.exists(p)), "yaml")
     if source == "pcapng":
-        return _from_pcapng(files.pcapng)
+        return _from_pcapng(files.yaml)
     if source == "hex":
         return _from_hex(files.hex)
     if source == "yaml":
@@ -93,12 +79,8 @@ def iter_stimuli(path: str, source: str = "auto") -> Iterator[Stimulus]:
 
 
 def _from_pcapng(path: str) -> Iterator[Stimulus]:
-    try:
-        with CaptureReader(path) as r:
-            for n, (ts, iface, frame, _wire) in enumerate(r, 1):
-                yield Stimulus(n, ts, _observed_port(path, r.interfaces, iface, None, None), bytes(frame))
-    except CaptureError as e:
-        raise OracleError(str(e)) from None
+    for n, (port, t_us, frame) in enumerate(parts.iter_stimuli(path), 1):
+        yield Stimulus(n, t_us, port, bytes(frame))
 
 
 def _from_hex(path: str) -> Iterator[Stimulus]:
