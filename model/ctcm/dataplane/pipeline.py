@@ -19,8 +19,9 @@ One pass per packet, in this order (the P4 program follows the same order):
    destination QPN = the tracked local QPN, IPv4 checksum filled (bmv2 has
    no offload), ICRC computed. IPv4 packets get an IPv4 CNP, IPv6 an IPv6 one.
 5. Optional pacing: at most one CNP per flow per ``cnp_interval_us`` of model
-   time (0 = a CNP for every CE packet). The pacing timestamp lives with the
-   flow entry: it is forgotten when the flow entry is removed.
+   time (0 = a CNP for every CE packet). The pacing time is the tracker's
+   ``last_cnp[slot]``, beside its tables as in the P4 program: cleared when
+   the slot's flow entry is made or removed (machine.flow_insert, flow_remove).
 
 Time is model time in integer microseconds, from the stimulus timestamps.
 """
@@ -39,7 +40,7 @@ from ctcm.io.gcpause import gc_paused
 from ctcm.dataplane.icrc import verify_icrc
 from ctcm.dataplane.packet import CM, ECN_CE, MALFORMED, NOT_ROCE, OPCODE_CNP, ROCE, UNSUPPORTED, classify, ip_src_dst
 from ctcm.spec import PIPELINE_COUNTERS, Direction
-from ctcm.dataplane.tracker import Tracker, normalize_ip
+from ctcm.dataplane.tracker import Tracker
 
 __all__ = ["Pipeline", "Result", "BatchOutput"]
 
@@ -120,9 +121,8 @@ class Pipeline:
         self._ports = config.ports  # ingress port -> (egress port, direction)
         self._cnp4 = CnpGenerator(fill_cnp_template(4), ip_checksum=True)
         self._cnp6 = CnpGenerator(fill_cnp_template(6), ip_checksum=False)
-        self._last_cnp: dict[tuple[bytes, int], int] = {}  # pacing: flow key -> time of its last CNP
         self._scratch = None  # classify_batch's reusable buffer (batch path)
-        self._counters = [0] * len(PIPELINE_COUNTERS)  # indexed by spec.Counter
+        self._counters = self.tracker._counters  # one array indexed by spec.Counter (the P4's ctcm_counters)
 
     # -- public -----------------------------------------------------------
     @property
@@ -279,10 +279,7 @@ class Pipeline:
             if not verify_icrc(frame, p.l3, p.end):
                 c[C_ICRC_ERRORS] += 1
                 return Result(out, [], "bad ICRC: counted, no state change")
-            ev = self.tracker.process(direction, frame, p, now_us)
-            if ev.flow_removed is not None:
-                self._last_cnp.pop(ev.flow_removed, None)
-            return Result(out, [ev], "")
+            return Result(out, [self.tracker.process(direction, frame, p, now_us)], "")
         c[C_ROCE] += 1
         if direction != FROM_HOST or frame[p.bth] == OPCODE_CNP:
             return Result(out, [], "")
@@ -294,18 +291,20 @@ class Pipeline:
         src, dst = ip_src_dst(frame, l3, p.ip_version)
         b = p.bth
         dqpn = frame[b + 5] << 16 | frame[b + 6] << 8 | frame[b + 7]
-        lqpn = self.tracker.query(dst, dqpn)
+        tr = self.tracker
+        i = tr.flow_slot(dst, dqpn)  # the flow entry's connection slot
+        T = tr._T
+        lqpn = T.conn_lqpn[i] if i >= 0 else 0
         if not lqpn:
             c[C_CE_UNTRACKED] += 1
             return Result(out, [], "CE on an untracked flow: no CNP")
         interval = self.config.cnp_interval_us
-        if interval:
-            key = (normalize_ip(dst), dqpn)
-            last = self._last_cnp.get(key)
-            if last is not None and now_us - last < interval:
+        if interval:  # pacing per slot: last_cnp = time of the flow's last CNP + 1, 0 = none
+            last = T.last_cnp[i] - 1
+            if last >= 0 and now_us - last < interval:
                 c[C_CNP_SUPPRESSED] += 1
                 return Result(out, [], f"CNP suppressed by pacing (last {now_us - last} µs ago)")
-            self._last_cnp[key] = now_us
+            T.last_cnp[i] = now_us + 1
         gen = self._cnp4 if p.ip_version == 4 else self._cnp6
         # Ethernet: swap addresses, keep the 802.1Q tag and ethertype.
         l2 = frame[6:12] + frame[0:6] + frame[12:l3]

@@ -25,7 +25,9 @@ from array import array
 
 import numpy as np
 
-from ctcm.dataplane import machine
+from ctcm.dataplane import machine, probes
+from ctcm.dataplane.machine import Tables
+from ctcm.dataplane.probes import Buckets, buckets
 from ctcm import spec
 from ctcm.spec import Geometry
 
@@ -38,27 +40,19 @@ __all__ = ["p4_tables", "p4_geometry", "ideal_tables", "IdealIndex", "IDEAL", "c
 MIN_COMPILED = 1000
 
 
-def _arrays(n: int):
-    """(state, flags, lid, rid, lqpn, rqpn, ts, ip) for n slots, zeroed."""
-    z4 = bytes(4 * n)
-    return (bytearray(n), bytearray(n), array("I", z4), array("I", z4), array("I", z4), array("I", z4),
-            array("q", bytes(8 * n)), bytearray(16 * n))
+def p4_geometry(g: Geometry) -> Buckets:
+    """The probes' geometry for p4 mode (masks, ways, first PASSIVE slot)."""
+    return buckets(g)
 
 
-def p4_geometry(g: Geometry) -> tuple:
-    """The machine's ``G`` for p4 mode: (amask, aways, pmask, pways, pbase, fmask, fways)."""
-    return (g.active_buckets - 1, g.active_ways, g.passive_buckets - 1, g.passive_ways, g.active_slots,
-            g.flow_buckets - 1, g.flow_ways)
+def p4_tables(g: Geometry) -> Tables:
+    """Fixed tables of a p4-mode tracker."""
+    return machine.tables(g.slots, g.flow_slots)
 
 
-def p4_tables(g: Geometry) -> tuple:
-    """Fixed tables ``T`` of a p4-mode tracker."""
-    return (*_arrays(g.slots), array("i", [-1]) * g.flow_slots, array("q", [0, 0]))
-
-
-def ideal_tables() -> tuple:
-    """Growable tables ``T`` of an ideal-mode tracker (its flow map is a dict)."""
-    return (*_arrays(0), array("i"), array("q", [0, 0]))
+def ideal_tables() -> Tables:
+    """Growable tables of an ideal-mode tracker (its flow map is a dict)."""
+    return machine.tables(0, 0)
 
 
 class IdealIndex:
@@ -73,56 +67,54 @@ class IdealIndex:
         self.free: list[int] = []
 
 
-def _slot_ip(T, i) -> bytes:
-    return bytes(T[7][16 * i : 16 * i + 16])
+#: (field, items a slot) of the per-slot arrays that grow in ideal mode
+_PER_SLOT = (("conn_state", 1), ("conn_flags", 1), ("conn_lid", 1), ("conn_rid", 1), ("conn_lqpn", 1),
+             ("conn_rqpn", 1), ("conn_ts", 1), ("conn_ip", 4), ("last_cnp", 1))
 
 
 def _find_active(T, G, host_id):
     return G.active.get(host_id, -1)
 
 
-def _find_passive(T, G, ip16, remote_id):
-    return G.passive.get(spec.passive_key(ip16, remote_id), -1)
+def _find_passive(T, G, ip, ipw, remote_id):
+    return G.passive.get(spec.passive_key(bytes(ip), remote_id), -1)
 
 
-def _take(T, G) -> int:
-    if G.free:
-        return G.free.pop()
-    i = len(T[0])
-    k = max(16, i >> 3)
-    for a in T[:8]:
-        if isinstance(a, array):
-            a.frombytes(bytes(k * a.itemsize))
-        else:
-            a.extend(bytes(16 * k if a is T[7] else k))
-    G.free.extend(range(i + k - 1, i, -1))
-    return i
-
-
-def _alloc(T, G, host, ip16, key_id, now, timewait, counters):
-    i = _take(T, G)
+def _free_way(T, G, host, ip, key_id):
+    """A slot for a new connection (there always is one), indexed by its key."""
+    if not G.free:
+        i = len(T.conn_state)
+        k = max(16, i >> 3)
+        for name, per in _PER_SLOT:
+            a = getattr(T, name)
+            a.extend(bytes(k)) if isinstance(a, bytearray) else a.frombytes(bytes(per * k * a.itemsize))
+        G.free.extend(range(i + k - 1, i - 1, -1))
+    i = G.free.pop()
     if host:
         G.active[key_id] = i
     else:
-        G.passive[spec.passive_key(ip16, key_id)] = i
-    T[9][0 if host else 1] += 1
+        G.passive[spec.passive_key(bytes(ip), key_id)] = i
     return i
 
 
-def _release(T, G, i):
-    if T[1][i] & machine.F_PASSIVE:
-        del G.passive[spec.passive_key(_slot_ip(T, i), T[3][i])]
-        T[9][1] -= 1
+def _expired_way(T, G, host, ip, key_id, now, timewait):
+    return -1  # never full: nothing to reclaim
+
+
+def _free_slot(T, G, i):
+    if T.conn_flags[i] & machine.F_PASSIVE:
+        del G.passive[spec.passive_key(probes.ip_bytes(T.conn_ip, i), T.conn_rid[i])]
+        T.occupancy[1] -= 1
     else:
-        del G.active[T[2][i]]
-        T[9][0] -= 1
-    T[0][i] = machine.IDLE
-    T[1][i] = 0
+        del G.active[T.conn_lid[i]]
+        T.occupancy[0] -= 1
+    T.conn_state[i] = machine.IDLE
+    T.conn_flags[i] = 0
     G.free.append(i)
 
 
 def _flow_add(T, G, i):
-    k = spec.flow_key(_slot_ip(T, i), T[5][i])
+    k = spec.flow_key(probes.ip_bytes(T.conn_ip, i), T.conn_rqpn[i])
     if k in G.flows:
         return machine.FLOW_CONFLICT
     G.flows[k] = i
@@ -130,16 +122,17 @@ def _flow_add(T, G, i):
 
 
 def _flow_del(T, G, i):
-    G.flows.pop(spec.flow_key(_slot_ip(T, i), T[5][i]), None)
+    G.flows.pop(spec.flow_key(probes.ip_bytes(T.conn_ip, i), T.conn_rqpn[i]), None)
 
 
-def _flow_find(T, G, ip16, qpn):
-    return G.flows.get(spec.flow_key(bytes(ip16), qpn), -1)
+def _flow_find(T, G, ip, qpn):
+    return G.flows.get(spec.flow_key(bytes(ip), qpn), -1)
 
 
 #: The machine bound to ideal mode's dict indexes (plain Python).
-IDEAL = machine.bind({"find_active": _find_active, "find_passive": _find_passive, "alloc": _alloc,
-                      "release": _release, "flow_add": _flow_add, "flow_del": _flow_del, "flow_find": _flow_find})
+IDEAL = machine.bind({"find_active": _find_active, "find_passive": _find_passive, "free_way": _free_way,
+                      "expired_way": _expired_way, "free_slot": _free_slot, "flow_add": _flow_add,
+                      "flow_del": _flow_del, "flow_find": _flow_find})
 
 
 # --- the compiled p4 machine (numba) -----------------------------------------------------
@@ -196,61 +189,70 @@ def _nb_crc(key, n):
     return _nb_crc_end(c)
 
 
-def _nb_ip_eq(ip, i, ip16):
-    for j in range(16):
-        if ip[16 * i + j] != ip16[j]:
+def _nb_ip_words(ip):
+    w = np.empty(4, np.uint32)
+    for k in range(4):
+        w[k] = np.uint32(ip[4 * k]) << 24 | np.uint32(ip[4 * k + 1]) << 16 | np.uint32(ip[4 * k + 2]) << 8 | ip[4 * k + 3]
+    return w
+
+
+def _nb_ip_eq(conn_ip, i, ipw):
+    for w in range(4):
+        if conn_ip[4 * i + w] != ipw[w]:
             return False
     return True
 
 
-def _nb_ip_word(ip, i, w):
-    v = 0
-    for j in range(4):
-        v = v << 8 | ip[16 * i + 4 * w + j]
-    return v
+def _nb_ip_set(conn_ip, i, ipw):
+    for w in range(4):
+        conn_ip[4 * i + w] = ipw[w]
 
 
-def _nb_ip_set(ip, i, ip16):
-    for j in range(16):
-        ip[16 * i + j] = ip16[j]
-
-
-def _nb_slot_ip_eq(ip, a, b):
-    for j in range(16):
-        if ip[16 * a + j] != ip[16 * b + j]:
+def _nb_slot_ip_eq(conn_ip, a, b):
+    for w in range(4):
+        if conn_ip[4 * a + w] != conn_ip[4 * b + w]:
             return False
     return True
 
 
 def _nb_active_base(G, host_id):
     c = _nb_crc_int(np.uint32(0xFFFFFFFF), host_id, 4)
-    return (_nb_crc_end(c) & G[0]) * G[1]
+    return (_nb_crc_end(c) & G.active_mask) * G.active_ways
 
 
-def _nb_passive_base(G, ip16, remote_id):
-    c = _nb_crc_int(_nb_crc_ip(np.uint32(0xFFFFFFFF), ip16, 0), remote_id, 4)
-    return G[4] + (_nb_crc_end(c) & G[2]) * G[3]
+def _nb_passive_base(G, ip, remote_id):
+    c = _nb_crc_int(_nb_crc_ip(np.uint32(0xFFFFFFFF), ip, 0), remote_id, 4)
+    return G.passive_base + (_nb_crc_end(c) & G.passive_mask) * G.passive_ways
 
 
 def _nb_flow_key_base(G, ip, off, qpn):
     c = _nb_crc_int(_nb_crc_ip(np.uint32(0xFFFFFFFF), ip, off), qpn, 3)
-    return (_nb_crc_end(c) & G[5]) * G[6]
+    return (_nb_crc_end(c) & G.flow_mask) * G.flow_ways
 
 
 def _nb_flow_base(T, G, i):
-    return _nb_flow_key_base(G, T[7], 16 * i, T[5][i])
+    c = np.uint32(0xFFFFFFFF)
+    for w in range(4):
+        c = _nb_crc_int(c, T.conn_ip[4 * i + w], 4)
+    c = _nb_crc_int(c, T.conn_rqpn[i], 3)
+    return (_nb_crc_end(c) & G.flow_mask) * G.flow_ways
 
 
-def _nb_flow_find(T, G, ip16, qpn):
-    flows, rqpn, ip = T[8], T[5], T[7]
-    b = _nb_flow_key_base(G, ip16, 0, qpn)
-    for w in range(b, b + G[6]):
+def _nb_flow_find(T, G, ip, qpn):
+    flows, rqpn = T.flow_slot, T.conn_rqpn
+    ipw = _nb_ip_words(ip)
+    b = _nb_flow_key_base(G, ip, 0, qpn)
+    for w in range(b, b + G.flow_ways):
         c = flows[w]
-        if c >= 0 and rqpn[c] == qpn and _nb_ip_eq(ip, c, ip16):
-            return c
+        if c != 0 and rqpn[c - 1] == qpn and _nb_ip_eq(T.conn_ip, c - 1, ipw):
+            return c - 1
     return -1
 
 
+#: numba helpers, and those that replace the probes' functions of the same name
+_NB_BOUND = ("_nb_ip_words", "_nb_ip_eq", "_nb_ip_set", "_nb_slot_ip_eq", "_nb_active_base", "_nb_passive_base",
+             "_nb_flow_base", "_nb_flow_find")
+_NB_HELPERS = ("_nb_crc_byte", "_nb_crc_int", "_nb_crc_ip", "_nb_crc_end", "_nb_crc", "_nb_flow_key_base") + _NB_BOUND
 _COMPILED = None
 
 
@@ -260,7 +262,7 @@ def _cache_dir(base: str) -> str:
     import hashlib
 
     h = hashlib.sha256()
-    for mod in (spec, machine, sys.modules[__name__]):
+    for mod in (spec, machine, probes, sys.modules[__name__]):
         with open(mod.__file__, "rb") as f:
             h.update(f.read())
     root = base or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ctcm-numba")
@@ -281,17 +283,12 @@ def compiled():
         numba.config.CACHE_DIR = _cache_dir(numba.config.CACHE_DIR)
         opts = dict(cache=True, nogil=True)
         helpers = {}
-        for name in ("_nb_crc_byte", "_nb_crc_int", "_nb_crc_ip", "_nb_crc_end", "_nb_crc", "_nb_ip_eq", "_nb_ip_word", "_nb_ip_set", "_nb_slot_ip_eq", "_nb_active_base", "_nb_passive_base",
-                     "_nb_flow_key_base", "_nb_flow_base", "_nb_flow_find"):
+        for name in _NB_HELPERS:
             helpers[name] = numba.njit(inline="always", **opts)(globals()[name])
             globals()[name] = helpers[name]
-        b = machine.bind({
-            "ip_eq": helpers["_nb_ip_eq"], "ip_word": helpers["_nb_ip_word"], "ip_set": helpers["_nb_ip_set"], "slot_ip_eq": helpers["_nb_slot_ip_eq"],
-            "active_base": helpers["_nb_active_base"], "passive_base": helpers["_nb_passive_base"],
-            "flow_base": helpers["_nb_flow_base"], "flow_find": helpers["_nb_flow_find"],
-            "NEXT": np.array(machine.NEXT, np.int64), "MSG_OF_ATTR": np.array(machine.MSG_OF_ATTR, np.int64),
-            "COUNTER_OF_ATTR": np.array(machine.COUNTER_OF_ATTR, np.int64),
-        })
+        over = {n[len("_nb_"):]: helpers[n] for n in _NB_BOUND}
+        b = machine.bind({**over, "NEXT": np.array(machine.NEXT, np.int64),
+                          "MSG_OF": np.array(machine.MSG_OF, np.int64), "CTR_OF": np.array(machine.CTR_OF, np.int64)})
         g = b.globals
         for name in machine.FUNCTIONS:  # inlined into track_batch: no call overhead per message
             if not isinstance(g[name], numba.core.registry.CPUDispatcher):

@@ -1,8 +1,8 @@
 """CM connection tracker: the C library's state machine, its gaps closed.
 
 Where is REQ handled? In :data:`ctcm.spec.TRANSITIONS` (what it may do, per
-direction and state) and :func:`ctcm.dataplane.machine.req` / :func:`ctcm.dataplane.machine.apply`
-(the one place that applies a row). This module is the API around them:
+direction and state) and :func:`ctcm.dataplane.machine.admit` /
+:func:`ctcm.dataplane.machine.transition` (the one place that applies a row). This module is the API around them:
 frames in, :class:`Event` objects out, queries and snapshots.
 
 Connections are seen from one host. Direction FROM_HOST = sent by the local
@@ -40,6 +40,7 @@ from ctcm.dataplane.batch import Scratch
 from ctcm.dataplane.cmfields import cm_fields, cm_fields_batch
 from ctcm.io.gcpause import gc_paused
 from ctcm.dataplane.packet import CM, classify
+from ctcm.dataplane.probes import ip_bytes
 from ctcm.spec import TRACKER_COUNTERS, Direction, Geometry, Msg, Outcome, Result, State
 
 __all__ = ["Direction", "FROM_HOST", "FROM_NET", "State", "Event", "Geometry", "Tracker", "normalize_ip"]
@@ -273,7 +274,7 @@ class Tracker:
         k = len(idx)
         d = np.fromiter(map(dirs.__getitem__, idx), np.int64, k)
         t = np.fromiter(map(times.__getitem__, idx), np.int64, k)
-        T = tuple(np.frombuffer(a, np.uint8 if not isinstance(a, array) else a.typecode) for a in self._T)
+        T = M.Tables._make(np.frombuffer(a, np.uint8 if not isinstance(a, array) else a.typecode) for a in self._T)
         evs = np.zeros((k, M.E_SIZE), np.int64)
         counters = np.array(self._counters, np.int64)
         storage.compiled().track_batch(T, self._G, d, f.attr, f.ip, f.local_id, f.remote_id, f.qpn, f.mraed, t,
@@ -286,17 +287,14 @@ class Tracker:
 
     def expire(self, now_us: int) -> int:
         """Remove TIMEWAIT connections whose time is up; returns how many."""
-        gone = [i for i in self._occupied() if self._m.expired(self._T, i, now_us, self.timewait_us)]
-        for i in gone:
-            self._m.remove(self._T, self._G, i, self._counters)
-            self._counters[spec.Counter.TIMEWAIT_EXPIRED] += 1
-        return len(gone)
+        expire, T, G, tw, c = self._m.expire, self._T, self._G, self.timewait_us, self._counters
+        return sum(expire(T, G, i, now_us, tw, c) for i in self._occupied())
 
     # -- queries ---------------------------------------------------------------------
     def query(self, ip, dqpn: int) -> int:
         """Local QPN sending to (remote IP, remote QPN); 0 when unknown. ``ip`` packed, 4 or 16 bytes."""
         i = self.flow_slot(ip, dqpn)
-        return self._T[4][i] if i >= 0 else 0
+        return self._T.conn_lqpn[i] if i >= 0 else 0
 
     def flow_slot(self, ip, dqpn: int) -> int:
         """Slot of the connection whose flow is (remote IP, remote QPN); -1 when none."""
@@ -315,17 +313,18 @@ class Tracker:
 
     # -- snapshots ----------------------------------------------------------------------
     def _occupied(self) -> list[int]:
-        st = self._T[0]
+        st = self._T.conn_state
         return [i for i in range(len(st)) if st[i]]
 
     def _conn(self, i: int) -> dict:
-        state, flags, lid, rid, lqpn, rqpn, ts, ip = self._T[:8]
+        T = self._T
+        state, flags, lid, rid, lqpn, rqpn, ts = T[:7]
         f = flags[i]
         return {
             "opened_by": "network" if f & spec.Flag.PASSIVE else "host",
             "state": _STATES[state[i]].name,
             "local_comm_id": f"{lid[i]:#010x}" if f & spec.Flag.LID else "-",
-            "remote_ip": ip_str(bytes(ip[16 * i : 16 * i + 16])),
+            "remote_ip": ip_str(ip_bytes(T.conn_ip, i)),
             "remote_comm_id": f"{rid[i]:#010x}" if f & spec.Flag.RID else "-",
             "local_qpn": f"{lqpn[i]:#08x}",
             "remote_qpn": f"{rqpn[i]:#08x}",
@@ -345,5 +344,5 @@ class Tracker:
         return rows
 
     def __len__(self) -> int:
-        occ = self._T[9]
+        occ = self._T.occupancy
         return occ[0] + occ[1]

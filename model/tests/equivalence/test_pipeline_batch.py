@@ -35,7 +35,7 @@ def reference(items, **cfg):
 
 def check_same(ref_pipe, pipe):
     assert pipe.snapshot() == ref_pipe.snapshot()
-    assert pipe._last_cnp == ref_pipe._last_cnp  # pacing state
+    assert pipe.tracker._T.last_cnp == ref_pipe.tracker._T.last_cnp  # pacing state
 
 
 def accounted(c):
