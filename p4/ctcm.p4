@@ -7,8 +7,8 @@
  *   CtcmIngress          Pipeline.process             this file
  *     port_map             config port pairs (control plane)
  *     verify_icrc          icrc.verify_icrc            p4/include/icrc.p4
- *     tracker              machine.track (p4 mode)     p4/include/tracker.p4
- *     flow lookup + pacing Tracker.query, Pipeline     p4/include/tracker.p4, this file
+ *     tracker (CtcmTracker) machine.track (p4 mode)    p4/include/tracker.p4
+ *     flow lookup + pacing probes.flow_find, Pipeline  p4/include/tracker.p4 (TRACKER_CE)
  *   CtcmEgress           cnp.CnpGenerator.generate    p4/include/cnp.p4
  *   CtcmComputeChecksum  cnp.generate_cnp (IPv4 checksum of a CNP only)
  *
@@ -23,6 +23,7 @@
 #include "include/generated/constants.p4"
 #include "include/generated/headers.p4"
 #include "include/generated/transitions.p4"
+#include "include/generated/messages.p4"
 
 #define MAX_IPV4_OPTION_WORDS 10
 #define CLONE_FIELDS 1              // @field_list index preserved into the CNP clone
@@ -84,6 +85,11 @@ struct meta_t {
     bit<32>  msg_remote;
     bit<32>  qpn;           // REQ/REP local QPN, else 0
     bit<2>   mraed;         // MRA "message MRAed", else 0
+    // the tracker's operation (TRACKER_TRACK, TRACKER_CE), the CE packet's destination QPN
+    // (its destination IP in peer_ip) and the answer: send a CNP to cnp_dqpn
+    bit<8>   tracker_op;
+    bit<24>  ce_dqpn;
+    bit<1>   cnp_send;
     // the CNP the egress builds on the clone (preserved through the clone)
     @field_list(CLONE_FIELDS) bit<48>  cnp_eth_dst;      // = the frame's source MAC
     @field_list(CLONE_FIELDS) bit<48>  cnp_eth_src;      // = the frame's destination MAC
@@ -105,10 +111,13 @@ control CtcmVerifyChecksum(inout headers_t hdr, inout meta_t meta) {
 
 #include "include/icrc.p4"
 
-control CtcmIngress(inout headers_t hdr, inout meta_t meta, inout standard_metadata_t sm) {
+// Every counter of spec.Counter, indexed by its value (CTR_* in constants.p4): one array
+// that every control counts into (bmv2 name: ctcm_counters).
+counter(CTR_COUNT, CounterType.packets) ctcm_counters;
 
-    // Every counter of spec.Counter, indexed by its value (CTR_* in constants.p4).
-    counter(CTR_COUNT, CounterType.packets) ctcm_counters;
+#include "include/tracker.p4"
+
+control CtcmIngress(inout headers_t hdr, inout meta_t meta, inout standard_metadata_t sm) {
 
     // --- the control-plane config (p4/config.yaml) ---------------------------------
     action drop_unknown_port() {
@@ -143,12 +152,9 @@ control CtcmIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
     }
 
     CtcmVerifyIcrc() verify_icrc;
-    CtcmNext() next_state;      // spec.TRANSITIONS (generated const entries)
-
-#include "include/tracker.p4"
+    CtcmTracker() tracker;      // machine.track, and the flow lookup + pacing of CE data
 
     apply {
-        PROBE_VARS
         // Pipeline.process
         ctcm_counters.count(CTR_PACKETS);
         port_map.apply();
@@ -173,57 +179,33 @@ control CtcmIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
                 if (icrc_ok == 0) {
                     ctcm_counters.count(CTR_ICRC_ERRORS);       // "bad ICRC: counted, no state change"
                 } else {
-#include "include/track.p4"
+                    meta.tracker_op = TRACKER_TRACK;            // Tracker.process -> machine.track
+                    tracker.apply(hdr, meta);
                 }
             } else {
                 ctcm_counters.count(CTR_ROCE);
                 bit<2> ecn = hdr.ipv4.isValid() ? hdr.ipv4.ecn : hdr.ipv6.traffic_class[1:0];
                 if (meta.from_host == 1 && hdr.bth.opcode != OPCODE_CNP && ecn == ECN_CE) {
                     ctcm_counters.count(CTR_CE_PACKETS);
-                    // Tracker.query(dst, dqpn): the flow entry's connection slot
+                    // the flow (destination IP, BTH destination QPN) and its pacing, in the tracker
                     bit<128> dst = hdr.ipv4.isValid() ? 80w0 ++ 16w0xffff ++ hdr.ipv4.dst : hdr.ipv6.dst;
-                    pr_ip = dst;
-                    pr_key32 = (bit<32>)hdr.bth.dqpn;
-                    pr_found = 0;
-                    FLOW_BASE(pr_base, pr_ip, hdr.bth.dqpn)
-                    FOR_WAYS(FLOW_WAYS, PROBE_FLOW_FIND)
-                    bit<32> fslot = pr_slot;
-                    bit<32> lqpn = 0;
-                    if (pr_found == 1) {
-                        conn_lqpn.read(lqpn, fslot);
-                    }
-                    if (lqpn == 0) {
-                        ctcm_counters.count(CTR_CE_UNTRACKED);  // "CE on an untracked flow: no CNP"
-                    } else {
-                        // pacing: at most one CNP per flow per cnp_interval_us (0: off);
-                        // last_cnp holds (time of the last CNP + 1), 0 = none since the
-                        // flow entry was made (the model's _last_cnp, popped on removal)
-                        bit<1> send = 1;
-                        if (meta.cnp_interval_us != 0) {
-                            bit<48> last;
-                            last_cnp.read(last, fslot);
-                            if (last != 0 && meta.now - (last - 1) < meta.cnp_interval_us) {
-                                send = 0;
-                                ctcm_counters.count(CTR_CNP_SUPPRESSED);
-                            } else {
-                                last_cnp.write(fslot, meta.now + 1);
-                            }
-                        }
-                        if (send == 1) {
-                            // the CNP: an I2E clone to the ingress (host) port, rewritten in egress
-                            ctcm_counters.count(CTR_CNP_SENT);
-                            meta.cnp_eth_dst = hdr.eth.src;
-                            meta.cnp_eth_src = hdr.eth.dst;
-                            meta.cnp_ethertype = hdr.eth.ethertype;
-                            meta.cnp_has_vlan = hdr.vlan.isValid() ? 1w1 : 1w0;
-                            meta.cnp_vlan_tci = hdr.vlan.pcp ++ hdr.vlan.dei ++ hdr.vlan.vid;
-                            meta.cnp_vlan_ethertype = hdr.vlan.ethertype;
-                            meta.cnp_ip_version = meta.ip_version;
-                            meta.cnp_src = dst;
-                            meta.cnp_dst = hdr.ipv4.isValid() ? 96w0 ++ hdr.ipv4.src : hdr.ipv6.src;
-                            meta.cnp_dqpn = lqpn[23:0];
-                            clone_preserving_field_list(CloneType.I2E, meta.cnp_session, CLONE_FIELDS);
-                        }
+                    meta.peer_ip = dst;
+                    meta.ce_dqpn = hdr.bth.dqpn;
+                    meta.tracker_op = TRACKER_CE;
+                    tracker.apply(hdr, meta);
+                    if (meta.cnp_send == 1) {
+                        // the CNP: an I2E clone to the ingress (host) port, rewritten in egress
+                        ctcm_counters.count(CTR_CNP_SENT);
+                        meta.cnp_eth_dst = hdr.eth.src;
+                        meta.cnp_eth_src = hdr.eth.dst;
+                        meta.cnp_ethertype = hdr.eth.ethertype;
+                        meta.cnp_has_vlan = hdr.vlan.isValid() ? 1w1 : 1w0;
+                        meta.cnp_vlan_tci = hdr.vlan.pcp ++ hdr.vlan.dei ++ hdr.vlan.vid;
+                        meta.cnp_vlan_ethertype = hdr.vlan.ethertype;
+                        meta.cnp_ip_version = meta.ip_version;
+                        meta.cnp_src = dst;
+                        meta.cnp_dst = hdr.ipv4.isValid() ? 96w0 ++ hdr.ipv4.src : hdr.ipv6.src;
+                        clone_preserving_field_list(CloneType.I2E, meta.cnp_session, CLONE_FIELDS);
                     }
                 }
             }

@@ -13,7 +13,10 @@
   fields), the 232-byte CM message body as two raw fields, and slice macros
   for the CM fields the tracker reads (offsets from the CM field tables);
 * ``transitions.p4``: :data:`ctcm.spec.TRANSITIONS` as the ``const entries``
-  of a table keyed by (direction, message, state), in control ``CtcmNext``.
+  of a table keyed by (direction, message, state), in control ``CtcmNext``;
+* ``messages.p4``: :data:`ctcm.spec.MESSAGES` (the tracker's message stage) as
+  the ``const entries`` of a table keyed by (attribute ID, message MRAed), in
+  control ``CtcmMessage``.
 
 ``--check`` exits 1 naming the stale files; ``--build TAG`` / ``--all``
 compile ``p4/ctcm.p4`` per geometry into ``build/p4/<Geometry.tag>/`` with
@@ -105,7 +108,7 @@ def constants_p4() -> str:
     out += _defines("OUTCOME_", Outcome) + [""]
     out += _defines("RESULT_", Result) + [""]
     out += [f"#define FLAG_{f.name} {int(f.value)}" for f in Flag] + [""]
-    out += ["// --- counters: index into CtcmIngress.ctcm_counters (spec.Counter) ---"]
+    out += ["// --- counters: index into ctcm_counters (spec.Counter) ---"]
     out += _defines("CTR_", Counter)
     out += [f"#define CTR_COUNT {len(Counter)}", ""]
     out += ["// --- CM attribute IDs (headers.py) ---"]
@@ -244,6 +247,42 @@ def transitions_p4() -> str:
     return "\n".join(out) + "\n"
 
 
+# --- messages.p4 ---------------------------------------------------------------------
+
+def messages_p4() -> str:
+    """spec.MESSAGES as the const entries of the tracker's message stage."""
+    names = {a: n for a, n in H.CM_ATTR_NAMES.items()}
+    rows = [f"            (ATTR_{names[a]}, {r}) : set_message({'MSG_NONE' if m is None else 'MSG_' + m.name}, "
+            f"CTR_{c.name});" for a, r, m, c in spec.MESSAGES]
+    out = [
+        _BANNER,
+        "// spec.MESSAGES as const entries: the tracker's message stage (machine.message), keyed by",
+        "// (attribute ID, an MRA's \"message MRAed\", else 0): the attribute's counter and the tracked",
+        "// message (MSG_NONE: not tracked, ignored). Other keys: (MSG_NONE, CTR_CM_OTHER).",
+        "#ifndef CTCM_GENERATED_MESSAGES_P4",
+        "#define CTCM_GENERATED_MESSAGES_P4",
+        "",
+        "control CtcmMessage(in bit<16> attr, in bit<2> mraed, out bit<8> msg, out bit<32> ctr) {",
+        "    action set_message(bit<8> m, bit<32> c) { msg = m; ctr = c; }",
+        "    table messages {",
+        "        key = {",
+        "            attr : exact;",
+        "            mraed : exact;",
+        "        }",
+        "        actions = { set_message; }",
+        "        const default_action = set_message(MSG_NONE, CTR_CM_OTHER);",
+        "        const entries = {",
+        *rows,
+        "        }",
+        "    }",
+        "    apply { messages.apply(); }",
+        "}",
+        "",
+        "#endif  // CTCM_GENERATED_MESSAGES_P4",
+    ]
+    return "\n".join(out) + "\n"
+
+
 # --- p4/README.md: the counter table (kept current by a test) ------------------------
 
 README = os.path.join(ROOT, "p4", "README.md")
@@ -267,6 +306,7 @@ FILES = {
     "constants.p4": constants_p4,
     "headers.p4": headers_p4,
     "transitions.p4": transitions_p4,
+    "messages.p4": messages_p4,
 }
 
 

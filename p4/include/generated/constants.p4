@@ -86,7 +86,7 @@
 #define FLAG_FLOW 4
 #define FLAG_PASSIVE 8
 
-// --- counters: index into CtcmIngress.ctcm_counters (spec.Counter) ---
+// --- counters: index into ctcm_counters (spec.Counter) ---
 #define CTR_PACKETS 0
 #define CTR_DROPPED_UNKNOWN_PORT 1
 #define CTR_FORWARDED 2
