@@ -2,15 +2,18 @@
 
 Both table modes keep a connection as one *slot* in per-field arrays, the way
 the P4 program keeps it in register arrays (one register per field, one index
-per slot): state and flags (1 byte each), local/remote comm ID and local/remote
-QPN (4 bytes each), timestamp (8) and remote IP (16) = 42 bytes per slot, no
-Python object per connection. The FLOW table holds slot numbers only: its key
-(remote IP, remote QPN) and value (local QPN) are read from the slot.
+per slot, :class:`~ctcm.dataplane.machine.Tables` with the P4 register names):
+state and flags (1 byte each), local/remote comm ID and local/remote QPN (4
+bytes each), timestamp (8), remote IP (four 32-bit words) and pacing time (8) =
+50 bytes per slot, no Python object per connection. The FLOW table holds slot
+numbers + 1 only: its key (remote IP, remote QPN) and value (local QPN) are read
+from the slot.
 
 * ``p4`` mode (:func:`p4_tables`): the arrays have the fixed geometry, slots
   [0, A) are the ACTIVE table and [A, A + P) the PASSIVE one, and the machine
-  probes the WAYS slots of a key's bucket (:mod:`ctcm.dataplane.machine`'s own
-  primitives). :func:`compiled` gives the same machine compiled by numba.
+  probes the WAYS slots of a key's bucket (:mod:`ctcm.dataplane.probes`).
+  :func:`compiled` gives the same machine compiled by numba, over the same
+  tables as numpy arrays.
 * ``ideal`` mode (:func:`ideal_tables`, :data:`IDEAL`): the arrays grow on
   demand and three unbounded dicts index them, like the C library; the
   machine is the same code bound to the dict primitives below.

@@ -318,7 +318,8 @@ class Tracker:
 
     def _conn(self, i: int) -> dict:
         T = self._T
-        state, flags, lid, rid, lqpn, rqpn, ts = T[:7]
+        state, flags, lid, rid, lqpn, rqpn, ts = (T.conn_state, T.conn_flags, T.conn_lid, T.conn_rid, T.conn_lqpn,
+                                                  T.conn_rqpn, T.conn_ts)
         f = flags[i]
         return {
             "opened_by": "network" if f & spec.Flag.PASSIVE else "host",
