@@ -65,21 +65,39 @@ MSG_OF, CTR_OF = tuple(MSG_OF), tuple(CTR_OF)
 NEXT = spec.NEXT
 
 
-class Tables(NamedTuple):
-    """The tracker's registers (p4/include/tracker.p4), one index per slot;
-    ``occupancy`` ([ACTIVE, PASSIVE] connections) is the model's own."""
+#: The tracker's registers (p4/include/tracker.p4), one index per slot, and
+#: ``occupancy`` ([ACTIVE, PASSIVE] connections), the model's own.
+TABLE_FIELDS = (
+    "conn_state",   # spec.State (bytearray)
+    "conn_flags",   # spec.Flag (bytearray)
+    "conn_lid",     # local (host) comm ID
+    "conn_rid",     # remote comm ID
+    "conn_lqpn",    # local QPN
+    "conn_rqpn",    # remote QPN
+    "conn_ts",      # time of the last transition (µs)
+    "conn_ip",      # remote IP (IPv4 as ::ffff:a.b.c.d), 4 words a slot, most significant first
+    "flow_slot",    # the FLOW table: slot + 1, 0 = empty (ideal mode: unused)
+    "last_cnp",     # CNP pacing per slot: time of the flow's last CNP + 1, 0 = none
+    "occupancy",
+)
 
-    conn_state: bytearray   # spec.State
-    conn_flags: bytearray   # spec.Flag
-    conn_lid: array         # local (host) comm ID
-    conn_rid: array         # remote comm ID
-    conn_lqpn: array        # local QPN
-    conn_rqpn: array        # remote QPN
-    conn_ts: array          # time of the last transition (µs)
-    conn_ip: array          # remote IP (IPv4 as ::ffff:a.b.c.d), 4 words a slot, most significant first
-    flow_slot: array        # the FLOW table: slot + 1, 0 = empty (ideal mode: unused)
-    last_cnp: array         # CNP pacing per slot: time of the flow's last CNP + 1, 0 = none
-    occupancy: array
+
+class Tables:
+    """The tables as plain Python runs them (slotted attributes: the fastest
+    to read); :data:`TablesTuple` holds the same fields for numba."""
+
+    __slots__ = TABLE_FIELDS
+
+    def __init__(self, *arrays):
+        for name, a in zip(TABLE_FIELDS, arrays, strict=True):
+            setattr(self, name, a)
+
+    def __iter__(self):
+        return (getattr(self, n) for n in TABLE_FIELDS)
+
+
+#: The same fields as a named tuple: what the compiled machine gets (numpy arrays).
+TablesTuple = NamedTuple("TablesTuple", [(n, object) for n in TABLE_FIELDS])
 
 
 def tables(slots: int, flow_slots: int) -> Tables:
@@ -195,15 +213,10 @@ def lookup(T, G, d, m, ip, ipw, host_id, peer_id):
     return i
 
 
-def expired(T, i, now, timewait):
-    """Slot i is a TIMEWAIT connection whose time is up."""
-    return T.conn_state[i] == TIMEWAIT and now - T.conn_ts[i] >= timewait
-
-
 def expire(T, G, i, now, timewait, counters):
-    """Release slot i when it is an expired TIMEWAIT connection (its flow entry
-    went on entering TIMEWAIT); True when it was."""
-    if not expired(T, i, now, timewait):
+    """Release slot i when it is a TIMEWAIT connection whose time is up (its
+    flow entry went on entering TIMEWAIT); True when it was."""
+    if T.conn_state[i] != TIMEWAIT or now - T.conn_ts[i] < timewait:
         return False
     release(T, G, i, counters)
     counters[C_TW_EXPIRED] += 1
@@ -320,7 +333,7 @@ def track_batch(T, G, dirs, attrs, ips, locs, rems, qpns, mraeds, times, timewai
 # --- bindings ----------------------------------------------------------------------------
 
 #: The functions that make up the machine and its p4 storage (rebound together).
-FUNCTIONS = ("_event", "_slot_event", "track", "message", "lookup", "expired", "expire", "admit", "transition",
+FUNCTIONS = ("_event", "_slot_event", "track", "message", "lookup", "expire", "admit", "transition",
              "flow_insert", "flow_remove", "release", "track_batch") + probes.FUNCTIONS
 
 
@@ -331,8 +344,8 @@ def bind(overrides: dict) -> types.SimpleNamespace:
     g.update(globals())
     g.update(overrides)
     for name in FUNCTIONS:
-        if name not in overrides:
-            f = g[name]
+        f = g[name]
+        if name not in overrides and isinstance(f, types.FunctionType):  # (ip_words is a C method)
             g[name] = types.FunctionType(f.__code__, g, name, f.__defaults__)
     return types.SimpleNamespace(**{n: g[n] for n in FUNCTIONS}, globals=g)
 

@@ -15,9 +15,8 @@ byte helpers by numba-friendly loops (:mod:`ctcm.dataplane.storage`).
 
 from __future__ import annotations
 
-import sys
+import struct
 import zlib
-from array import array
 from typing import NamedTuple
 
 from ctcm import spec
@@ -25,7 +24,8 @@ from ctcm.spec import State
 
 IDLE, TIMEWAIT = int(State.IDLE), int(State.TIMEWAIT)
 FLOW_ADDED, FLOW_FULL, FLOW_CONFLICT = 1, 0, -1  # flow_add answers
-_SWAP = sys.byteorder == "little"  # array('I') holds native words; the IP's are big endian
+# Four words: of a message's IP bytes (big endian), of a slot in conn_ip (array('I'): native)
+_BIG_ENDIAN, _WORDS = struct.Struct(">4I"), struct.Struct("=4I")
 
 
 class Buckets(NamedTuple):
@@ -47,32 +47,25 @@ def buckets(g: spec.Geometry) -> Buckets:
 
 # --- IP words ---------------------------------------------------------------------------
 
-def ip_words(ip):
-    """A message's 16-byte IP as four 32-bit words (most significant first)."""
-    w = array("I", ip)
-    if _SWAP:
-        w.byteswap()
-    return w
+#: ip_words(ip): a message's 16-byte IP as four 32-bit words, most significant first
+ip_words = _BIG_ENDIAN.unpack
 
 
 def ip_bytes(conn_ip, i):
     """Slot i's IP as 16 bytes."""
-    w = conn_ip[4 * i : 4 * i + 4]
-    if _SWAP:
-        w.byteswap()
-    return w.tobytes()
+    return _BIG_ENDIAN.pack(*_WORDS.unpack_from(conn_ip, 16 * i))
 
 
 def ip_eq(conn_ip, i, ipw):
-    return conn_ip[4 * i : 4 * i + 4] == ipw
+    return _WORDS.unpack_from(conn_ip, 16 * i) == ipw
 
 
 def ip_set(conn_ip, i, ipw):
-    conn_ip[4 * i : 4 * i + 4] = ipw
+    _WORDS.pack_into(conn_ip, 16 * i, *ipw)
 
 
 def slot_ip_eq(conn_ip, a, b):
-    return conn_ip[4 * a : 4 * a + 4] == conn_ip[4 * b : 4 * b + 4]
+    return _WORDS.unpack_from(conn_ip, 16 * a) == _WORDS.unpack_from(conn_ip, 16 * b)
 
 
 # --- bucket bases (ACTIVE_BASE, PASSIVE_BASE, FLOW_BASE) ------------------------------

@@ -274,7 +274,7 @@ class Tracker:
         k = len(idx)
         d = np.fromiter(map(dirs.__getitem__, idx), np.int64, k)
         t = np.fromiter(map(times.__getitem__, idx), np.int64, k)
-        T = M.Tables._make(np.frombuffer(a, np.uint8 if not isinstance(a, array) else a.typecode) for a in self._T)
+        T = M.TablesTuple._make(np.frombuffer(a, np.uint8 if not isinstance(a, array) else a.typecode) for a in self._T)
         evs = np.zeros((k, M.E_SIZE), np.int64)
         counters = np.array(self._counters, np.int64)
         storage.compiled().track_batch(T, self._G, d, f.attr, f.ip, f.local_id, f.remote_id, f.qpn, f.mraed, t,
