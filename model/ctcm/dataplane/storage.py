@@ -61,13 +61,14 @@ def ideal_tables() -> Tables:
 class IdealIndex:
     """ideal mode's ``G``: dict indexes over growable slots (free slots are reused)."""
 
-    __slots__ = ("active", "passive", "flows", "free")
+    __slots__ = ("active", "passive", "flows", "free", "ip")
 
     def __init__(self):
         self.active: dict[int, int] = {}     # host comm ID -> slot
         self.passive: dict[bytes, int] = {}  # passive key -> slot
         self.flows: dict[bytes, int] = {}    # flow key -> slot
         self.free: list[int] = []
+        self.ip: list[bytes] = []            # slot -> its remote IP as 16 bytes (for the keys)
 
 
 #: (field, items a slot) of the per-slot arrays that grow in ideal mode
@@ -92,11 +93,13 @@ def _free_way(T, G, host, ip, key_id):
             a = getattr(T, name)
             a.extend(bytes(k)) if isinstance(a, bytearray) else a.frombytes(bytes(per * k * a.itemsize))
         G.free.extend(range(i + k - 1, i - 1, -1))
+        G.ip.extend([b""] * k)
     i = G.free.pop()
+    G.ip[i] = ip = bytes(ip)
     if host:
         G.active[key_id] = i
     else:
-        G.passive[spec.passive_key(bytes(ip), key_id)] = i
+        G.passive[spec.passive_key(ip, key_id)] = i
     return i
 
 
@@ -106,7 +109,7 @@ def _expired_way(T, G, host, ip, key_id, now, timewait):
 
 def _free_slot(T, G, i):
     if T.conn_flags[i] & machine.F_PASSIVE:
-        del G.passive[spec.passive_key(probes.ip_bytes(T.conn_ip, i), T.conn_rid[i])]
+        del G.passive[spec.passive_key(G.ip[i], T.conn_rid[i])]
         T.occupancy[1] -= 1
     else:
         del G.active[T.conn_lid[i]]
@@ -117,7 +120,7 @@ def _free_slot(T, G, i):
 
 
 def _flow_add(T, G, i):
-    k = spec.flow_key(probes.ip_bytes(T.conn_ip, i), T.conn_rqpn[i])
+    k = spec.flow_key(G.ip[i], T.conn_rqpn[i])
     if k in G.flows:
         return machine.FLOW_CONFLICT
     G.flows[k] = i
@@ -125,7 +128,7 @@ def _flow_add(T, G, i):
 
 
 def _flow_del(T, G, i):
-    G.flows.pop(spec.flow_key(probes.ip_bytes(T.conn_ip, i), T.conn_rqpn[i]), None)
+    G.flows.pop(spec.flow_key(G.ip[i], T.conn_rqpn[i]), None)
 
 
 def _flow_find(T, G, ip, qpn):
