@@ -1,4 +1,4 @@
-"""p4 mode's storage: the probes of ``p4/include/tracker.p4``, over the tables
+"""p4 mode's storage: the probes of ``p4/include/probes.p4``, over the tables
 of :mod:`ctcm.dataplane.machine` (:class:`~ctcm.dataplane.machine.Tables`).
 
 BUCKETS x WAYS slots, slot = base + bucket * WAYS + way; bucket = CRC-32 of
