@@ -45,7 +45,7 @@ from ctcm.spec import Direction, Flag, Msg, Outcome, Result, State
 FROM_HOST = int(Direction.FROM_HOST)
 REQ_SENT, REQ_RCVD, ESTABLISHED = int(State.REQ_SENT), int(State.REQ_RCVD), int(State.ESTABLISHED)
 M_REQ, M_REP = int(Msg.REQ), int(Msg.REP)
-MSG_NONE = 15  # not a tracked message (constants.p4 MSG_NONE)
+MSG_NONE = spec.MSG_NONE  # not a tracked message
 SAME, GONE, UNEXPECTED = int(Outcome.SAME), int(Outcome.GONE), int(Outcome.UNEXPECTED)
 F_LID, F_RID, F_FLOW, F_PASSIVE = int(Flag.LID), int(Flag.RID), int(Flag.FLOW), int(Flag.PASSIVE)
 R_NEW, R_TRANSITION, R_RETRANSMISSION = int(Result.NEW), int(Result.TRANSITION), int(Result.RETRANSMISSION)

@@ -104,7 +104,7 @@ def constants_p4() -> str:
     out += _defines("KIND_", Kind) + [""]
     out += _defines("DIR_", Direction) + [""]
     out += _defines("STATE_", State) + [""]
-    out += _defines("MSG_", Msg) + ["#define MSG_NONE 15  // not a tracked message (ignored)", ""]
+    out += _defines("MSG_", Msg) + [f"#define MSG_NONE {spec.MSG_NONE}  // not a tracked message (ignored)", ""]
     out += _defines("OUTCOME_", Outcome) + [""]
     out += _defines("RESULT_", Result) + [""]
     out += [f"#define FLAG_{f.name} {int(f.value)}" for f in Flag] + [""]

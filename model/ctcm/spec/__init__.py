@@ -27,7 +27,7 @@ from ctcm.spec import headers as H
 __all__ = [
     "Kind", "Direction", "State", "Msg", "Outcome", "Result", "Flag", "Counter", "TRANSITIONS", "PRE_ESTABLISHED",
     "Geometry", "KEY_LAYOUTS", "active_key", "passive_key", "flow_key", "bucket_of", "V4_MAPPED_PREFIX",
-    "next_of", "MESSAGES",
+    "next_of", "MESSAGES", "MSG_NONE",
 ]
 
 # --- protocol numbers ------------------------------------------------------------
@@ -232,6 +232,8 @@ MSG_OF_ATTR = {H.ATTR_REQ: Msg.REQ, H.ATTR_REP: Msg.REP, H.ATTR_RTU: Msg.RTU, H.
 ATTR_MRA = H.ATTR_MRA
 #: "message MRAed" value -> message (2 = LAP and reserved values are ignored).
 MSG_OF_MRAED = {0: Msg.MRA_REQ, 1: Msg.MRA_REP}
+#: The message stage's answer for a message that is not tracked (P4 MSG_NONE).
+MSG_NONE = 15
 #: The tracker's message stage as rows (attribute ID, "message MRAed", message or
 #: None when not tracked, counter): the P4 program's CtcmMessage const entries
 #: (generated) and machine.message's table. Unlisted keys: (None, CM_OTHER).
