@@ -31,8 +31,8 @@ from ctcm.oracle.compare import OracleError
 __all__ = ["Universe", "LogHits", "P4Coverage", "universe", "read_log", "p4_coverage", "p4_file", "logs_in",
            "TRANSITIONS_TABLE", "COUNTERS"]
 
-TRANSITIONS_TABLE = "CtcmIngress.next_state.transitions"
-COUNTERS = "CtcmIngress.ctcm_counters"
+TRANSITIONS_TABLE = "CtcmIngress.tracker.next_state.transitions"
+COUNTERS = "ctcm_counters"
 
 _PRIM = re.compile(r"\] (\S+)\((\d+)\) Primitive ")
 _COND = re.compile(r"\] (\S+)\((\d+)\) Condition \".*\" \((\w+)\) is (true|false)\s*$")
@@ -47,7 +47,7 @@ _KEYFIELD = re.compile(r"^\* (\w+)\s*: ([0-9a-fA-F]+)\s*$")
 
 def p4_file(path: str) -> str:
     """A source path as the report names it: relative to its ``p4`` directory
-    (``ctcm.p4``, ``include/track.p4``), whatever tree it was compiled in."""
+    (``ctcm.p4``, ``include/tracker.p4``), whatever tree it was compiled in."""
     parts = path.replace("\\", "/").split("/")
     if "p4" in parts[:-1]:
         i = len(parts) - 1 - parts[::-1].index("p4")

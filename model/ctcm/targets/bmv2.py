@@ -230,15 +230,16 @@ class Bmv2Thrift:
         rows = []
         for i, st in enumerate(cols["conn_state"]):
             if st:
-                v = {f: cols[f][i] for f in CONN_FIELDS[1:]}
+                v = {f: cols[f][i] for f in CONN_FIELDS[1:-1]}
                 rows.append(conn_row(st, v["conn_flags"], v["conn_lid"], v["conn_rid"], v["conn_lqpn"],
-                                     v["conn_rqpn"], _ip16(v["conn_ip"])))
+                                     v["conn_rqpn"], _ip16(cols["conn_ip"][4 * i : 4 * i + 4])))
         return rows
 
 
-def _ip16(v: int) -> bytes | None:
-    """A bit<128> register value read over Thrift (an i64: saturated when larger)."""
-    return None if v >= (1 << 63) - 1 or v < 0 else int(v).to_bytes(16, "big")
+def _ip16(words) -> bytes:
+    """A slot's remote IP from its four conn_ip words (index 4 * slot + w, w = 0
+    most significant: 32-bit registers, readable over Thrift's i64)."""
+    return b"".join(int(w).to_bytes(4, "big") for w in words)
 
 
 class Bmv2Switch:

@@ -33,7 +33,7 @@ PORT_MAP = "CtcmIngress.port_map"
 SET_PEER = "CtcmIngress.set_peer"
 OPTIONS = "CtcmIngress.options"
 SET_OPTIONS = "CtcmIngress.set_options"
-COUNTERS = "CtcmIngress.ctcm_counters"
+COUNTERS = "ctcm_counters"            # top level: every control counts into it
 #: The tracker's per-slot register arrays (state first).
 CONN_FIELDS = ("conn_state", "conn_flags", "conn_lid", "conn_rid", "conn_lqpn", "conn_rqpn", "conn_ip")
 

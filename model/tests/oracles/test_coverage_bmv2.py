@@ -128,7 +128,7 @@ def test_agreement_fails_without_a_lookup_or_a_counter(bmv2_log, tmp_path):
     a = agreement("active-open", observe_vector(VECTOR), read_log([tmp_path / "a.txt"]))
     assert a["transitions_not_on_bmv2"] == ["net REP in REQ_SENT -> REP_RCVD (transition)"]
     rtu = 17  # spec.Counter.CM_RTU
-    (tmp_path / "b.txt").write_text(re.sub(rf".*Updated counter 'CtcmIngress.ctcm_counters' at index {rtu}\n", "", text))
+    (tmp_path / "b.txt").write_text(re.sub(rf".*Updated counter 'ctcm_counters' at index {rtu}\n", "", text))
     b = agreement("active-open", observe_vector(VECTOR), read_log([tmp_path / "b.txt"]))
     assert b["counters_not_on_bmv2"] == ["tracker.cm_RTU"] and not b["transitions_not_on_bmv2"]
 
@@ -138,12 +138,12 @@ def test_p4_statements_and_branches_from_the_log(bmv2_log):
     u = universe(json_path)
     cov = p4_coverage([(json_path, [log])])
     files = cov.files()
-    assert {"ctcm.p4", "include/track.p4", "include/icrc.p4", "include/cnp.p4"} <= set(files)
+    assert {"ctcm.p4", "include/tracker.p4", "include/icrc.p4", "include/cnp.p4"} <= set(files)
     # every source line the log names is a statement of the JSON; some ran, not all
     h = read_log([log])
     assert h.statements and h.statements <= set(u.statements)
     assert 0 < len(cov.statements_hit) < len(cov.statements)
-    track = cov.per_file("include/track.p4")
+    track = cov.per_file("include/tracker.p4")
     assert 0 < track["branches_hit"] < track["branches"]
     # active-open sends CE data on a tracked flow: the CNP branch ran, both ways of "ecn == CE" too
     cond = {(b[2], v) for b in cov.branches if b[0] == "ctcm.p4" for v in (True, False) if (*b, v) in cov.branches_hit}

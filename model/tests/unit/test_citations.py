@@ -26,7 +26,7 @@ MODULES["spec"] = "ctcm.spec"
 CITE = re.compile(r"\b([A-Za-z_]\w*)\.([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?")
 PY_PATH = re.compile(r"\bmodel/ctcm/[\w/]+\.py\b")
 P4_NAME = re.compile(r"\bCtcm[A-Z]\w*")
-P4_PATH = re.compile(r"\b(?:p4/)?(?:include/)?(?:generated/)?[\w]+\.p4\b")
+P4_PATH = re.compile(r"(?<![\w.])(?:p4/)?(?:include/)?(?:generated/)?[\w]+\.p4\b(?!\.)")
 
 
 def p4_comments(text: str) -> str:
@@ -37,7 +37,10 @@ def _classes() -> dict[str, object]:
     """Every public class of the package by name (for ``Pipeline.process``-style citations)."""
     out = {}
     for dotted in MODULES.values():
-        mod = importlib.import_module(dotted)
+        try:
+            mod = importlib.import_module(dotted)
+        except ImportError:  # an optional dependency (cocotb, grpc) not installed: not cited by the P4
+            continue
         for k, v in vars(mod).items():
             if isinstance(v, type) and getattr(v, "__module__", "").startswith("ctcm"):
                 out.setdefault(k, v)
