@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from ctcm.spec import Counter, Flag, State
 
 __all__ = ["PORT_MAP", "SET_PEER", "OPTIONS", "SET_OPTIONS", "COUNTERS", "CONN_FIELDS", "PortEntry", "Program",
-           "program", "contract_names", "counter_keys", "IPV6_UNREADABLE", "conn_row", "conn_key", "int_bytes"]
+           "program", "contract_names", "counter_keys", "conn_row", "conn_key", "int_bytes"]
 
 # Names in the P4 program (p4/README.md: the control-plane contract).
 PORT_MAP = "CtcmIngress.port_map"
@@ -89,21 +89,16 @@ def int_bytes(v: int, bits: int) -> bytes:
     return int(v).to_bytes((bits + 7) // 8, "big")
 
 
-#: What a remote IP that a target cannot report reads as (bmv2's Thrift API reads
-#: registers as i64: a 128-bit IPv6 address above 2^63 comes back saturated).
-IPV6_UNREADABLE = "(IPv6: not readable)"
-
-
-def conn_row(state: int, flags: int, lid: int, rid: int, lqpn: int, rqpn: int, ip16: bytes | None) -> dict:
+def conn_row(state: int, flags: int, lid: int, rid: int, lqpn: int, rqpn: int, ip16: bytes) -> dict:
     """One connection read back from a target's slot registers, as the model's
     snapshot shows it, without ``since_us`` (the target's clock is not the
-    vector's). ``ip16``: the 16-byte remote IP, or None when unreadable."""
-    a = ipaddress.IPv6Address(bytes(ip16)) if ip16 is not None else None
+    vector's). ``ip16``: the 16-byte remote IP (conn_ip's four words)."""
+    a = ipaddress.IPv6Address(bytes(ip16))
     return {
         "opened_by": "network" if flags & Flag.PASSIVE else "host",
         "state": State(state).name,
         "local_comm_id": f"{lid:#010x}" if flags & Flag.LID else "-",
-        "remote_ip": IPV6_UNREADABLE if a is None else str(a.ipv4_mapped or a),
+        "remote_ip": str(a.ipv4_mapped or a),
         "remote_comm_id": f"{rid:#010x}" if flags & Flag.RID else "-",
         "local_qpn": f"{lqpn:#08x}",
         "remote_qpn": f"{rqpn:#08x}",
@@ -131,16 +126,12 @@ def counter_diffs(expected: dict, after: dict, before: dict | None = None, who: 
     return out
 
 
-def table_diffs(expected: list, got: list, shown: int = 8) -> tuple[list[str], bool]:
+def table_diffs(expected: list, got: list, shown: int = 8) -> list[str]:
     """Lines naming the connections missing from / extra in a target's table
-    (all fields but ``since_us``), and whether IPv6 remote IPs were compared
-    without their address (unreadable from the target)."""
-    blind = any(r["remote_ip"] == IPV6_UNREADABLE for r in got)
-    if blind:
-        expected = [dict(r, remote_ip=IPV6_UNREADABLE) if ":" in str(r["remote_ip"]) else r for r in expected]
+    (all fields but ``since_us``; IPv6 connections with their address)."""
     want, have = sorted(map(conn_key, expected)), sorted(map(conn_key, got))
     if want == have:
-        return [], blind
+        return []
     from collections import Counter as Multiset
 
     w, h = Multiset(want), Multiset(have)
@@ -150,4 +141,4 @@ def table_diffs(expected: list, got: list, shown: int = 8) -> tuple[list[str], b
     more = len(missing) + len(extra) - len(lines)
     if more > 0:
         lines.append(f"  ... and {more} more")
-    return lines, blind
+    return lines

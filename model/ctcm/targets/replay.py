@@ -73,7 +73,6 @@ class ReplayResult:
     table_diffs: list = field(default_factory=list)
     counters_compared: int = 0
     connections: int = 0
-    ipv6_blind: bool = False
     seconds: float = 0.0  # the switch's time for the stimuli (see _wait_done)
     span_limit_us: int | None = None
     problems: list = field(default_factory=list)  # run-level failures (stall, span too long)
@@ -101,9 +100,7 @@ class ReplayResult:
                          "(opened_by state local_id remote_ip remote_id local_qpn remote_qpn flow):")
             lines += self.table_diffs
         else:
-            lines.append(f"connections: {self.connections} of {self.connections} equal"
-                         + (" (IPv6 remote IPs not readable over Thrift: compared without them)"
-                            if self.ipv6_blind else ""))
+            lines.append(f"connections: {self.connections} of {self.connections} equal")
         return "\n".join(lines)
 
 
@@ -281,7 +278,7 @@ def replay_bmv2(path: str, *, switch: str | None = None, log_file: str | None = 
         if table is None:
             res.problems.append("the switch's connection table cannot be read (no conn_* registers)")
         else:
-            res.table_diffs, res.ipv6_blind = table_diffs(final.get("connections") or [], table)
+            res.table_diffs = table_diffs(final.get("connections") or [], table)
             res.connections = len(final.get("connections") or [])
         return res
     finally:

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from ctcm.dataplane.config import Config
 from ctcm.spec import Counter
-from ctcm.targets.program import (IPV6_UNREADABLE, PortEntry, counter_diffs, counter_keys, program,
-                                  table_diffs)
+from ctcm.targets.program import PortEntry, conn_row, counter_diffs, counter_keys, program, table_diffs
 
 
 def test_program_of_two_port_pairs():
@@ -43,16 +42,23 @@ def test_counter_diffs():
 
 
 def test_table_diffs_ignore_since_and_name_what_differs():
-    assert table_diffs([ROW], [dict(ROW, since_us=99)]) == ([], False)
-    lines, _ = table_diffs([ROW], [dict(ROW, state="TIMEWAIT")])
+    assert table_diffs([ROW], [dict(ROW, since_us=99)]) == []
+    lines = table_diffs([ROW], [dict(ROW, state="TIMEWAIT")])
     assert lines == ["  missing: host ESTABLISHED 0x00000001 10.0.0.2 0x00000002 0x000101 0x000201 True",
                      "  extra:   host TIMEWAIT 0x00000001 10.0.0.2 0x00000002 0x000101 0x000201 True"]
-    assert table_diffs([ROW, ROW], [ROW])[0] == [
+    assert table_diffs([ROW, ROW], [ROW]) == [
         "  missing: host ESTABLISHED 0x00000001 10.0.0.2 0x00000002 0x000101 0x000201 True"]
 
 
-def test_table_diffs_without_readable_ipv6():
-    v6 = dict(ROW, remote_ip="fd00::2")
-    got = dict(ROW, remote_ip=IPV6_UNREADABLE)
-    assert table_diffs([v6], [got]) == ([], True)
-    assert table_diffs([ROW], [got])[0]  # an IPv4 row is still compared with its address
+def test_table_diffs_compare_ipv6_connections_with_their_address():
+    """conn_ip's four words give every remote IP: an IPv6 row is compared like an IPv4 one."""
+    import ipaddress
+
+    from ctcm.spec import State
+
+    v6 = conn_row(State.ESTABLISHED, 0x7, 1, 2, 0x101, 0x201, ipaddress.IPv6Address("fd00::2").packed)
+    assert v6["remote_ip"] == "fd00::2"
+    assert table_diffs([v6], [dict(v6)]) == []
+    assert table_diffs([v6], [dict(v6, remote_ip="fd00::3")]) == [
+        "  missing: host ESTABLISHED 0x00000001 fd00::2 0x00000002 0x000101 0x000201 True",
+        "  extra:   host ESTABLISHED 0x00000001 fd00::3 0x00000002 0x000101 0x000201 True"]
